@@ -1,0 +1,72 @@
+package engine
+
+import "time"
+
+// State is what the autoscaler remembers between ticks (a DynamoDB item in production).
+type State struct {
+	// Workers is the worker capacity after the last action (the brief's node_count).
+	Workers       int       `json:"workers"`
+	LastScaleUp   time.Time `json:"last_scale_up,omitzero"`
+	LastScaleDown time.Time `json:"last_scale_down,omitzero"`
+	// Operation is the write-ahead intent of an unfinished operation, or nil.
+	Operation *Operation `json:"operation,omitempty"`
+	// Backoff maps an offering key to the time before which it is not tried again.
+	Backoff map[string]time.Time `json:"backoff,omitempty"`
+	// AtMax is set while the policy wants more than MaxWorkers, so the warning is sent once.
+	AtMax bool `json:"at_max,omitempty"`
+	// Seq numbers operations; operation IDs derive from it.
+	Seq int64 `json:"seq"`
+}
+
+// Clone returns a deep copy.
+func (s State) Clone() State {
+	c := s
+	if s.Operation != nil {
+		op := *s.Operation
+		op.Instances = append([]string(nil), s.Operation.Instances...)
+		c.Operation = &op
+	}
+	if s.Backoff != nil {
+		c.Backoff = make(map[string]time.Time, len(s.Backoff))
+		for k, v := range s.Backoff {
+			c.Backoff[k] = v
+		}
+	}
+	return c
+}
+
+// OpKind is the kind of an operation.
+type OpKind string
+
+const (
+	OpScaleUp   OpKind = "scale_up"
+	OpScaleDown OpKind = "scale_down"
+)
+
+// OpPhase is where an operation stands.
+type OpPhase string
+
+const (
+	PhaseLaunching   OpPhase = "launching"   // intent written; RunInstances may or may not have happened
+	PhaseJoining     OpPhase = "joining"     // launched; waiting for the instances to be Ready nodes
+	PhaseCordoned    OpPhase = "cordoned"    // intent written; node cordon may or may not have happened
+	PhaseDraining    OpPhase = "draining"    // evictions under way
+	PhaseTerminating OpPhase = "terminating" // drained; TerminateInstances may or may not have happened
+)
+
+// Operation is the write-ahead intent record of one scaling operation.
+type Operation struct {
+	ID       string    `json:"id"`
+	Kind     OpKind    `json:"kind"`
+	Phase    OpPhase   `json:"phase"`
+	Started  time.Time `json:"started"`
+	Count    int       `json:"count,omitempty"`    // scale-up: workers asked for
+	Offering Offering  `json:"offering,omitzero"`  // scale-up: where
+	Token    string    `json:"token,omitempty"`    // scale-up: the ClientToken in use
+	Node     string    `json:"node,omitempty"`     // scale-down: the node
+	Instance string    `json:"instance,omitempty"` // scale-down: its instance
+	Reason   string    `json:"reason,omitempty"`
+	// Instances launched by a scale-up (filled when RunInstances answered).
+	Instances []string `json:"instances,omitempty"`
+	Attempts  int      `json:"attempts,omitempty"`
+}

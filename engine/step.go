@@ -1,0 +1,609 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Step is the one reconcile step shared by the simulator and the production Lambda:
+// observe, lock, reconcile unfinished operations, decide, act, record, release, notify.
+// Dry-run skips acting (and every write) and nothing else.
+type Step struct {
+	ClusterID string
+	Policy    Policy
+	Metrics   Metrics
+	Cloud     Cloud
+	Cluster   Cluster
+	Store     StateStore
+	Notifier  Notifier // optional
+
+	// Offerings are tried in order; an offering that failed for capacity or support reasons
+	// is skipped until its backoff expires. Empty: one default offering.
+	Offerings []Offering
+	// Lease is the lock's lease; it must exceed the invocation's timeout. Default 3m.
+	Lease time.Duration
+	// CapacityBackoff: an offering out of capacity is not retried before this. Default 5m.
+	CapacityBackoff time.Duration
+	// UnsupportedBackoff: an offering reported unsupported is not retried before this. Default 6h.
+	UnsupportedBackoff time.Duration
+	DryRun             bool
+
+	// Hook, when set, is called before each side effect with its name (e.g. "launch",
+	// "save"). A non-nil error aborts the tick as if the process had died there. The chaos
+	// harness uses it to kill invocations at a random step; production leaves it nil.
+	Hook func(point string) error
+}
+
+// Record is what one tick saw, decided and did: a line of decisions.jsonl in the simulator
+// and the flight record the Lambda logs in production.
+type Record struct {
+	Time        time.Time   `json:"time"`
+	Holder      string      `json:"holder,omitempty"`
+	Lock        string      `json:"lock"` // acquired, held, dry_run, not_acquired
+	Fence       int64       `json:"fence,omitempty"`
+	Observation Observation `json:"observation"`
+	State       State       `json:"state"` // as read, before this tick
+	Decision    Decision    `json:"decision"`
+	Acted       []Act       `json:"acted"`
+	Events      []Event     `json:"events,omitempty"`
+	NotifyError string      `json:"notify_error,omitempty"`
+	Error       string      `json:"error,omitempty"`
+}
+
+// Act is one side effect of a tick (or, in dry-run, one that would have happened).
+type Act struct {
+	Kind      string   `json:"kind"` // launch, terminate, cordon, drain, uncordon, delete_node
+	Operation string   `json:"operation,omitempty"`
+	Instances []string `json:"instances,omitempty"`
+	Node      string   `json:"node,omitempty"`
+	Count     int      `json:"count,omitempty"`
+	Offering  string   `json:"offering,omitempty"`
+	Result    string   `json:"result"` // ok, dry_run, failed, in_progress
+	Error     string   `json:"error,omitempty"`
+	ErrorKind string   `json:"error_kind,omitempty"`
+	// JoinSeconds is, for a worker that became Ready, the seconds from launch to Ready.
+	JoinSeconds float64 `json:"join_seconds,omitempty"`
+}
+
+// Lock outcomes.
+const (
+	LockAcquired    = "acquired"
+	LockHeld        = "held"
+	LockDryRun      = "dry_run"
+	LockNotAcquired = "not_acquired"
+)
+
+// ErrAborted is returned when the Hook killed the tick.
+var ErrAborted = errors.New("tick aborted")
+
+func (s *Step) lease() time.Duration        { return orDefault(s.Lease, 3*time.Minute) }
+func (s *Step) capBackoff() time.Duration   { return orDefault(s.CapacityBackoff, 5*time.Minute) }
+func (s *Step) unsupBackoff() time.Duration { return orDefault(s.UnsupportedBackoff, 6*time.Hour) }
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Run performs one tick at now as holder. It returns the record in every case; the error is
+// non-nil when the tick could not observe, lost its lease, or was aborted. A lock held by
+// someone else is a clean exit (Lock "held", nil error).
+func (s *Step) Run(ctx context.Context, now time.Time, holder string) (Record, error) {
+	rec := Record{Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}}
+	obs, err := Observe(ctx, s.Policy, s.Metrics, s.Cloud, s.Cluster, now)
+	rec.Observation = obs
+	if err != nil {
+		rec.Error = err.Error()
+		rec.Decision = Decision{Action: ActionNoData, Reason: "could not observe: " + err.Error()}
+		return rec, fmt.Errorf("observing: %w", err)
+	}
+
+	t := &tick{s: s, ctx: ctx, now: now, obs: obs, rec: &rec}
+	if s.DryRun {
+		st, err := s.Store.Load(ctx)
+		if err != nil {
+			rec.Error = err.Error()
+			return rec, fmt.Errorf("loading state: %w", err)
+		}
+		rec.Lock, rec.State, t.st = LockDryRun, st.Clone(), st
+	} else {
+		lease, st, err := s.Store.Acquire(ctx, holder, now, s.lease())
+		if errors.Is(err, ErrLockHeld) {
+			rec.Lock = LockHeld
+			rec.Decision = Decision{Action: ActionBusy, Reason: "lock held by another invocation", Workers: obs.Capacity(), Target: obs.Capacity()}
+			return rec, nil
+		}
+		if err != nil {
+			rec.Error = err.Error()
+			return rec, fmt.Errorf("acquiring lock: %w", err)
+		}
+		rec.Lock, rec.Fence, rec.State = LockAcquired, lease.Fence, st.Clone()
+		t.lease, t.st = lease, st
+	}
+
+	err = t.run()
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	if !s.DryRun && !errors.Is(err, ErrFenced) && !errors.Is(err, ErrAborted) {
+		if rerr := s.Store.Release(ctx, t.lease); rerr != nil && err == nil {
+			err = fmt.Errorf("releasing lock: %w", rerr)
+			rec.Error = err.Error()
+		}
+	}
+	if !errors.Is(err, ErrAborted) {
+		t.notify()
+	}
+	return rec, err
+}
+
+// tick is the working state of one Run.
+type tick struct {
+	s      *Step
+	ctx    context.Context
+	now    time.Time
+	lease  Lease
+	st     State
+	obs    Observation
+	rec    *Record
+	events []Event
+}
+
+func (t *tick) hook(point string) error {
+	if t.s.Hook == nil {
+		return nil
+	}
+	if err := t.s.Hook(point); err != nil {
+		return fmt.Errorf("%w at %s: %v", ErrAborted, point, err)
+	}
+	return nil
+}
+
+// save writes the state under the fence.
+func (t *tick) save() error {
+	if t.s.DryRun {
+		return nil
+	}
+	if err := t.hook("save"); err != nil {
+		return err
+	}
+	if err := t.s.Store.Save(t.ctx, t.lease, t.st); err != nil {
+		return fmt.Errorf("saving state: %w", err)
+	}
+	return nil
+}
+
+func (t *tick) act(a Act) { t.rec.Acted = append(t.rec.Acted, a) }
+
+func (t *tick) run() error {
+	p := t.s.Policy
+	busy := false
+	busyOp := ""
+	if op := t.st.Operation; op != nil {
+		busyOp = op.ID
+	}
+	if !t.s.DryRun {
+		var err error
+		if busy, err = t.reconcile(); err != nil {
+			return err
+		}
+		if err := t.sweepOrphans(); err != nil {
+			return err
+		}
+	}
+	t.adjustForLag()
+	d := Decide(t.now, p, t.obs, t.st)
+	if busy && d.Action != ActionScaleUp {
+		d = Decision{Action: ActionBusy, Reason: "finishing operation " + busyOp,
+			Workers: d.Workers, Target: d.Workers, Triggers: d.Triggers}
+	}
+	t.rec.Decision = d
+	t.rec.Observation = t.obs
+
+	if d.Action == ActionAtMax {
+		if !t.st.AtMax {
+			t.event(EventWarning, d, fmt.Sprintf("At max capacity (%d nodes), cannot scale further", p.MaxWorkers), "")
+		}
+		t.st.AtMax = true
+	} else if d.Action != ActionCooldown && d.Action != ActionBusy {
+		t.st.AtMax = false
+	}
+
+	switch d.Action {
+	case ActionScaleUp:
+		if err := t.scaleUp(d); err != nil {
+			return err
+		}
+	case ActionScaleDown:
+		if err := t.scaleDown(d); err != nil {
+			return err
+		}
+	}
+	return t.save()
+}
+
+// adjustForLag counts the instances of a recent scale-up that the cloud's list does not show
+// yet (DescribeInstances lags RunInstances) as launching, so they are not asked for twice.
+func (t *tick) adjustForLag() {
+	op := t.st.Operation
+	if op == nil || op.Kind != OpScaleUp {
+		return
+	}
+	seen := map[string]bool{}
+	for _, in := range t.obs.Instances {
+		seen[in.ID] = true
+	}
+	for _, n := range t.obs.Nodes {
+		seen[n.InstanceID] = true
+	}
+	lag := 0
+	for _, id := range op.Instances {
+		if !seen[id] {
+			lag++
+		}
+	}
+	t.obs.Launching += lag
+}
+
+// reconcile finishes or rolls back the operation a previous tick left. It reports busy when
+// the operation is still under way or just did something this tick.
+func (t *tick) reconcile() (busy bool, err error) {
+	op := t.st.Operation
+	if op == nil {
+		return false, nil
+	}
+	switch {
+	case op.Kind == OpScaleUp && op.Phase == PhaseLaunching:
+		// RunInstances may or may not have run: retry with the same ClientToken.
+		return true, t.launch(op)
+	case op.Kind == OpScaleUp:
+		return false, t.watchJoin(op)
+	case op.Kind == OpScaleDown:
+		return true, t.continueDrain(op)
+	}
+	t.st.Operation = nil
+	return false, nil
+}
+
+// watchJoin follows a scale-up's instances until each is a Ready node, or terminates it when
+// NodeReadyTimeout passes without that.
+func (t *tick) watchJoin(op *Operation) error {
+	ready := map[string]Node{}
+	for _, n := range t.obs.Nodes {
+		if n.Ready {
+			ready[n.InstanceID] = n
+		}
+	}
+	launched := map[string]Instance{}
+	for _, in := range t.obs.Instances {
+		launched[in.ID] = in
+	}
+	var waiting []string
+	for _, id := range op.Instances {
+		if _, ok := ready[id]; ok {
+			a := Act{Kind: "joined", Operation: op.ID, Instances: []string{id}, Result: "ok"}
+			if in, ok := launched[id]; ok {
+				a.JoinSeconds = t.now.Sub(in.LaunchedAt).Seconds()
+			}
+			t.act(a)
+			continue
+		}
+		if t.now.Sub(op.Started) > t.s.Policy.NodeReadyTimeout {
+			if err := t.terminate(op.ID, id, "not Ready after "+t.s.Policy.NodeReadyTimeout.String()); err != nil {
+				return err
+			}
+			continue
+		}
+		waiting = append(waiting, id)
+	}
+	if len(waiting) == 0 {
+		t.st.Operation = nil
+	} else {
+		op.Instances = waiting
+	}
+	return nil
+}
+
+// sweepOrphans terminates managed instances that never registered as a node within
+// NodeReadyTimeout and belong to no open operation: no orphaned, billed instances.
+func (t *tick) sweepOrphans() error {
+	registered := map[string]bool{}
+	for _, n := range t.obs.Nodes {
+		registered[n.InstanceID] = true
+	}
+	open := map[string]bool{}
+	if op := t.st.Operation; op != nil {
+		for _, id := range op.Instances {
+			open[id] = true
+		}
+		open[op.Instance] = true
+	}
+	for _, in := range t.obs.Instances {
+		if registered[in.ID] || open[in.ID] || in.State == InstanceTerminated || in.State == InstanceStopping {
+			continue
+		}
+		if age := t.now.Sub(in.LaunchedAt); age > t.s.Policy.NodeReadyTimeout {
+			if err := t.terminate("", in.ID, fmt.Sprintf("never registered, %v after launch", age.Round(time.Second))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// terminate terminates one instance and removes it from the observation.
+func (t *tick) terminate(opID, id, why string) error {
+	if err := t.hook("terminate"); err != nil {
+		return err
+	}
+	a := Act{Kind: "terminate", Operation: opID, Instances: []string{id}, Result: "ok", Error: why}
+	if err := t.s.Cloud.Terminate(t.ctx, []string{id}); err != nil && !IsNotFound(err) {
+		a.Result, a.Error, a.ErrorKind = "failed", err.Error(), string(KindOf(err))
+		t.act(a)
+		return nil
+	}
+	t.act(a)
+	t.obs.Instances = slices.DeleteFunc(t.obs.Instances, func(in Instance) bool { return in.ID == id })
+	t.obs.countWorkers(t.s.Policy, t.s.Cluster != nil)
+	return nil
+}
+
+func (t *tick) scaleUp(d Decision) error {
+	if op := t.st.Operation; op != nil && op.Kind == OpScaleDown && op.Phase != PhaseTerminating {
+		// A needed scale-up wins over a scale-down in progress: give the node back.
+		if err := t.abortDrain(op, "scale-up needed: "+d.Reason); err != nil {
+			return err
+		}
+	}
+	if t.s.DryRun {
+		t.act(Act{Kind: "launch", Count: d.Delta, Result: "dry_run"})
+		return nil
+	}
+	t.st.Seq++
+	op := &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleUp,
+		Phase: PhaseLaunching, Started: t.now, Count: d.Delta, Reason: d.Reason}
+	return t.launch(op)
+}
+
+// launch runs the launching phase of a scale-up: each usable offering in turn, intent saved
+// before every RunInstances, backoff recorded for offerings that fail.
+func (t *tick) launch(op *Operation) error {
+	offerings := t.s.Offerings
+	if len(offerings) == 0 {
+		offerings = []Offering{{}}
+	}
+	// A retry after a crash keeps the offering and token it had.
+	if op.Token != "" {
+		offerings = append([]Offering{op.Offering}, slices.DeleteFunc(slices.Clone(offerings), func(o Offering) bool { return o == op.Offering })...)
+	}
+	var lastErr error
+	for _, off := range offerings {
+		if until, ok := t.st.Backoff[off.Key()]; ok && t.now.Before(until) && op.Token == "" {
+			continue
+		}
+		if op.Token == "" || op.Offering != off {
+			op.Attempts++
+			op.Offering, op.Token = off, fmt.Sprintf("%s-%d", op.ID, op.Attempts)
+		}
+		t.st.Operation = op
+		if err := t.save(); err != nil { // write-ahead intent
+			return err
+		}
+		if err := t.hook("launch"); err != nil {
+			return err
+		}
+		insts, err := t.s.Cloud.Launch(t.ctx, LaunchRequest{Token: op.Token, OperationID: op.ID, Count: op.Count, Offering: off})
+		a := Act{Kind: "launch", Operation: op.ID, Count: op.Count, Offering: off.Key(), Result: "ok"}
+		if err == nil {
+			for _, in := range insts {
+				op.Instances = append(op.Instances, in.ID)
+			}
+			slices.Sort(op.Instances)
+			op.Instances = slices.Compact(op.Instances)
+			a.Instances = op.Instances
+			t.act(a)
+			op.Phase = PhaseJoining
+			t.st.LastScaleUp = t.now
+			t.st.Workers = t.obs.Capacity() + len(op.Instances)
+			t.obs.Launching += len(op.Instances)
+			delete(t.st.Backoff, off.Key())
+			cpu := "n/a"
+			if r := t.obs.Readings.CPU; r.OK() {
+				cpu = fmt.Sprintf("%.0f%%", r.Value)
+			}
+			t.event(EventScaleUp, t.rec.Decision, fmt.Sprintf("Added %d %s (CPU: %s) → Total: %d nodes",
+				len(op.Instances), plural(len(op.Instances), "node"), cpu, t.st.Workers), "")
+			return nil
+		}
+		a.Result, a.Error, a.ErrorKind = "failed", err.Error(), string(KindOf(err))
+		t.act(a)
+		lastErr = err
+		op.Token = ""
+		switch KindOf(err) {
+		case KindCapacity:
+			t.backoff(off, t.s.capBackoff())
+			continue
+		case KindUnsupported:
+			t.backoff(off, t.s.unsupBackoff())
+			continue
+		}
+		break // quota, throttling, other: no other offering will fare better this tick
+	}
+	t.st.Operation = nil
+	if lastErr == nil {
+		lastErr = errors.New("every offering is backing off")
+	}
+	t.event(EventFailure, t.rec.Decision, "Scale-up failed: "+failureText(lastErr), lastErr.Error())
+	return nil
+}
+
+func (t *tick) backoff(off Offering, d time.Duration) {
+	if t.st.Backoff == nil {
+		t.st.Backoff = map[string]time.Time{}
+	}
+	t.st.Backoff[off.Key()] = t.now.Add(d)
+}
+
+func (t *tick) scaleDown(d Decision) error {
+	if t.s.DryRun {
+		t.act(Act{Kind: "cordon", Node: d.Node, Instances: []string{d.Instance}, Result: "dry_run"})
+		return nil
+	}
+	t.st.Seq++
+	op := &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleDown,
+		Phase: PhaseCordoned, Started: t.now, Node: d.Node, Instance: d.Instance, Reason: d.Reason}
+	t.st.Operation = op
+	t.st.LastScaleDown = t.now
+	if err := t.save(); err != nil {
+		return err
+	}
+	return t.continueDrain(op)
+}
+
+// continueDrain moves a scale-down along: cordon -> drain (one Drain call per tick) ->
+// terminate -> delete the node; or uncordon when the drain fails or times out.
+func (t *tick) continueDrain(op *Operation) error {
+	if op.Phase == PhaseCordoned {
+		if err := t.hook("cordon"); err != nil {
+			return err
+		}
+		if err := t.s.Cluster.Cordon(t.ctx, op.Node); err != nil {
+			t.act(Act{Kind: "cordon", Operation: op.ID, Node: op.Node, Result: "failed", Error: err.Error(), ErrorKind: string(KindOf(err))})
+			if IsNotFound(err) {
+				t.st.Operation = nil
+				return nil
+			}
+			return t.abortDrain(op, "cordon failed: "+err.Error())
+		}
+		t.act(Act{Kind: "cordon", Operation: op.ID, Node: op.Node, Result: "ok"})
+		op.Phase = PhaseDraining
+		if err := t.save(); err != nil {
+			return err
+		}
+	}
+	if op.Phase == PhaseDraining {
+		if err := t.hook("drain"); err != nil {
+			return err
+		}
+		ds, err := t.s.Cluster.Drain(t.ctx, op.Node)
+		a := Act{Kind: "drain", Operation: op.ID, Node: op.Node, Count: ds.Remaining, Result: "in_progress"}
+		switch {
+		case err != nil:
+			a.Result, a.Error = "failed", err.Error()
+		case ds.Critical:
+			a.Result, a.Error = "failed", "critical kube-system pod on node"
+		case ds.Done:
+			a.Result = "ok"
+		case ds.Blocked > 0:
+			a.Error = fmt.Sprintf("%d evictions refused by a PodDisruptionBudget", ds.Blocked)
+		}
+		t.act(a)
+		switch {
+		case ds.Critical:
+			return t.abortDrain(op, a.Error)
+		case err == nil && ds.Done:
+			op.Phase = PhaseTerminating
+			if err := t.save(); err != nil {
+				return err
+			}
+		case t.now.Sub(op.Started) >= t.s.Policy.DrainTimeout:
+			why := fmt.Sprintf("drain not finished after %v (%d pods left)", t.s.Policy.DrainTimeout, ds.Remaining)
+			if a.Error != "" {
+				why += ": " + a.Error
+			}
+			return t.abortDrain(op, why)
+		default:
+			return nil // keep draining next tick
+		}
+	}
+	if op.Phase == PhaseTerminating {
+		if err := t.hook("terminate"); err != nil {
+			return err
+		}
+		if err := t.s.Cloud.Terminate(t.ctx, []string{op.Instance}); err != nil && !IsNotFound(err) {
+			t.act(Act{Kind: "terminate", Operation: op.ID, Instances: []string{op.Instance}, Node: op.Node, Result: "failed", Error: err.Error(), ErrorKind: string(KindOf(err))})
+			return nil // retried next tick; the node stays cordoned and drained
+		}
+		t.act(Act{Kind: "terminate", Operation: op.ID, Instances: []string{op.Instance}, Node: op.Node, Result: "ok"})
+		if err := t.s.Cluster.Delete(t.ctx, op.Node); err != nil && !IsNotFound(err) {
+			t.act(Act{Kind: "delete_node", Operation: op.ID, Node: op.Node, Result: "failed", Error: err.Error()})
+		}
+		t.st.Operation = nil
+		t.st.Workers = max(0, t.obs.Capacity()-1)
+		t.obs.Instances = slices.DeleteFunc(t.obs.Instances, func(in Instance) bool { return in.ID == op.Instance })
+		t.obs.Nodes = slices.DeleteFunc(t.obs.Nodes, func(n Node) bool { return n.Name == op.Node })
+		t.obs.RegisteredWorkers = max(0, t.obs.RegisteredWorkers-1)
+		cpu := "n/a"
+		if r := t.obs.Readings.CPU; r.OK() {
+			cpu = fmt.Sprintf("%.0f%%", r.Value)
+		}
+		t.event(EventScaleDown, Decision{Action: ActionScaleDown, Delta: -1, Node: op.Node, Instance: op.Instance, Reason: op.Reason},
+			fmt.Sprintf("Removed 1 node (CPU: %s) → Total: %d nodes", cpu, t.st.Workers), "")
+	}
+	return nil
+}
+
+// abortDrain gives a cordoned node back and drops the operation.
+func (t *tick) abortDrain(op *Operation, why string) error {
+	if err := t.hook("uncordon"); err != nil {
+		return err
+	}
+	a := Act{Kind: "uncordon", Operation: op.ID, Node: op.Node, Result: "ok", Error: why}
+	if err := t.s.Cluster.Uncordon(t.ctx, op.Node); err != nil && !IsNotFound(err) {
+		a.Result, a.Error = "failed", why+"; uncordon: "+err.Error()
+	}
+	t.act(a)
+	t.st.Operation = nil
+	t.event(EventFailure, Decision{Action: ActionScaleDown, Delta: -1, Node: op.Node, Instance: op.Instance, Reason: op.Reason},
+		"Scale-down of "+op.Node+" abandoned: "+why, why)
+	return nil
+}
+
+func (t *tick) event(kind EventKind, d Decision, msg, errText string) {
+	t.events = append(t.events, Event{Kind: kind, Time: t.now.UTC(), Message: msg, Decision: d, Error: errText})
+}
+
+// notify sends the tick's events after the lock is released. Failures are recorded and
+// change nothing.
+func (t *tick) notify() {
+	t.rec.Events = t.events
+	if t.s.Notifier == nil || t.s.DryRun {
+		return
+	}
+	var errs []error
+	for _, ev := range t.events {
+		if err := t.s.Notifier.Notify(t.ctx, ev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.rec.NotifyError = err.Error()
+	}
+}
+
+// failureText words a launch error for people: "EC2 quota exceeded".
+func failureText(err error) string {
+	switch KindOf(err) {
+	case KindQuota:
+		return "EC2 quota exceeded"
+	case KindCapacity:
+		return "EC2 has no capacity for any configured offering"
+	case KindThrottled:
+		return "EC2 API throttled, retrying next tick"
+	case KindUnsupported:
+		return "instance type not supported in the configured zones"
+	}
+	return err.Error()
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
