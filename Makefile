@@ -1,0 +1,60 @@
+# SmartScale. `make help` lists the targets.
+SHELL := bash
+GO ?= go
+TOOLS := $(CURDIR)/.tools
+export PATH := $(TOOLS)/bin:$(PATH)
+SCENARIO ?= flash-sale
+SEED ?= 1
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+
+.PHONY: help build test test-go test-deploy lint lint-scripts check-k3s sim report bench lambda chaos tools clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build every package and the Lambda binary
+	$(GO) build ./...
+	$(GO) vet ./...
+
+tools: ## install what the tests need: prometheus+promtool, shellcheck (Debian), dynalite (npm), Lambda RIE (Go)
+	@bash scripts/tools.sh
+
+test: tools ## the whole test suite (installs its tools first): Go tests with real Prometheus and dynalite, deploy mocks, script and manifest checks
+	$(MAKE) test-go test-deploy lint-scripts check-k3s
+
+test-go:
+	$(GO) test -count=1 ./...
+
+test-deploy:
+	@if [ -f deploy/go.mod ]; then cd deploy && $(GO) test -count=1 ./...; fi
+
+lint-scripts: ## shellcheck every script
+	@files=$$(git ls-files '*.sh' .ci/run); if [ -n "$$files" ]; then shellcheck -x $$files; fi
+
+check-k3s: ## promtool checks of the Prometheus config and alert rules
+	@if [ -f k3s/monitoring/prometheus-config.yml ]; then promtool check config --syntax-only k3s/monitoring/prometheus-config.yml; fi
+	@for f in $$(git ls-files 'k3s/monitoring/*rules*.yml'); do promtool check rules $$f; done
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+sim: ## run the simulator: make sim SCENARIO=flash-sale SEED=1
+	$(GO) run ./sim -scenario $(SCENARIO) -seed $(SEED)
+
+report: ## every built-in scenario with every baseline -> out/report/index.html
+	$(GO) run ./sim -report out/report
+
+bench: ## benchmarks (simulated seconds per wall second, per-tick compute, ...)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+chaos: ## long property-based chaos run
+	CHAOS_CASES=20000 $(GO) test -count=1 -run 'Property|Chaos' -timeout 60m ./sim/...
+
+lambda: ## build dist/bootstrap.zip (provided.al2023, arm64; ARCH=amd64 for x86)
+	@mkdir -p dist
+	CGO_ENABLED=0 GOOS=linux GOARCH=$${ARCH:-arm64} $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o dist/bootstrap ./runtime/lambda
+	cd dist && rm -f bootstrap.zip && zip -q -X bootstrap.zip bootstrap && ls -l bootstrap.zip
+
+clean: ## remove generated outputs
+	rm -rf out dist
