@@ -245,6 +245,9 @@ func jsonError(data []byte, err error) error {
 			err = fmt.Errorf("field %q: want %s, got JSON %s", te.Field, te.Type, te.Value)
 		}
 	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("unexpected end of file after line %d: an object or list is not closed", bytes.Count(data, []byte("\n"))+1)
+	}
 	if strings.HasPrefix(err.Error(), "json: unknown field") {
 		return fmt.Errorf("unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}

@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/smartscale/smartscale/engine"
+)
+
+// Querier evaluates PromQL on a storage.Queryable with the real engine. It implements
+// engine.Metrics: a query must reduce to one scalar or a one-element vector; an empty vector
+// is engine.ProblemEmpty, never zero.
+type Querier struct {
+	q   storage.Queryable
+	eng *promql.Engine
+}
+
+var _ engine.Metrics = (*Querier)(nil)
+
+// NewQuerier returns a Querier over q with Prometheus' defaults (5 m lookback).
+func NewQuerier(q storage.Queryable) *Querier {
+	return &Querier{q: q, eng: promql.NewEngine(promql.EngineOpts{
+		MaxSamples:           50_000_000,
+		Timeout:              time.Minute,
+		LookbackDelta:        5 * time.Minute,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+	})}
+}
+
+// Query implements engine.Metrics.
+func (m *Querier) Query(ctx context.Context, q string, at time.Time) (engine.Sample, error) {
+	qry, err := m.eng.NewInstantQuery(ctx, m.q, nil, q, at)
+	if err != nil {
+		return engine.Sample{}, &engine.MetricError{Problem: engine.ProblemError, Query: q, Err: err}
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return engine.Sample{}, &engine.MetricError{Problem: engine.ProblemError, Query: q, Err: res.Err}
+	}
+	var warnings []string
+	for _, w := range res.Warnings {
+		warnings = append(warnings, w.Error())
+	}
+	switch v := res.Value.(type) {
+	case promql.Scalar:
+		return engine.Sample{Value: v.V, Time: time.UnixMilli(v.T).UTC(), Warnings: warnings}, nil
+	case promql.Vector:
+		switch len(v) {
+		case 0:
+			return engine.Sample{}, &engine.MetricError{Problem: engine.ProblemEmpty, Query: q,
+				Err: fmt.Errorf("empty vector: no series in the lookback")}
+		case 1:
+			return engine.Sample{Value: v[0].F, Time: time.UnixMilli(v[0].T).UTC(), Warnings: warnings}, nil
+		}
+		return engine.Sample{}, &engine.MetricError{Problem: engine.ProblemMultiple, Query: q,
+			Err: fmt.Errorf("%d series where one was expected", len(v))}
+	}
+	return engine.Sample{}, &engine.MetricError{Problem: engine.ProblemError, Query: q,
+		Err: fmt.Errorf("unsupported result type %s", res.Value.Type())}
+}
+
+// Validate parses q and reports a syntax error naming the query.
+func Validate(q string) error {
+	_, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	return err
+}
