@@ -56,11 +56,23 @@ func (s *Store) get(lset labels.Labels) *series {
 	return sr
 }
 
+// Ref is a handle on one series, for appending without hashing its labels again.
+type Ref struct{ sr *series }
+
+// Ref returns the handle of the series with these labels, creating it.
+func (s *Store) Ref(lset labels.Labels) Ref { return Ref{s.get(lset)} }
+
+// AppendRef adds one sample to a series by handle.
+func (s *Store) AppendRef(r Ref, tMillis int64, v float64) error { return s.appendTo(r.sr, tMillis, v) }
+
 // Append adds one sample. Samples older than the series' newest are an error.
 func (s *Store) Append(lset labels.Labels, tMillis int64, v float64) error {
-	sr := s.get(lset)
+	return s.appendTo(s.get(lset), tMillis, v)
+}
+
+func (s *Store) appendTo(sr *series, tMillis int64, v float64) error {
 	if n := len(sr.ts); n > 0 && tMillis <= sr.ts[n-1] {
-		return fmt.Errorf("series %s: sample at %d is not after the newest (%d)", lset, tMillis, sr.ts[n-1])
+		return fmt.Errorf("series %s: sample at %d is not after the newest (%d)", sr.lset, tMillis, sr.ts[n-1])
 	}
 	sr.ts = append(sr.ts, tMillis)
 	sr.vs = append(sr.vs, v)

@@ -1,0 +1,236 @@
+// Command sim runs SmartScale's engine against a simulated K3s cluster on AWS.
+//
+//	go run ./sim -scenario flash-sale
+//
+// See `go run ./sim -h` for every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/scenarios"
+	"github.com/smartscale/smartscale/sim/world"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are the parsed flags.
+type options struct {
+	scenario string
+	seed     uint64
+	out      string
+	policy   string
+	list     bool
+	quiet    bool
+}
+
+const usage = `Usage: go run ./sim [flags]
+
+Runs SmartScale's autoscaling engine on a simulated K3s cluster on AWS, driven by a k6-style
+load scenario, on a virtual clock: the same seed and inputs give byte-identical outputs.
+
+Examples:
+  go run ./sim -scenario flash-sale             # built-in scenario, seed 1
+  go run ./sim -scenario ramp -seed 7 -out /tmp/ramp
+  go run ./sim -scenario my-load.json -policy my-policy.json
+  go run ./sim -list
+
+Outputs (in -out):
+  summary.json      cost, node-hours, latency, SLO and scaling measures (no wall-clock figures)
+  timeline.csv      one row per simulated minute: load, workers, pods, CPU, memory, p95, cost, decision
+  decisions.jsonl   one JSON object per autoscaler tick: time, observation, decision, acted
+  policy.json       the policy the run used
+
+Flags:
+`
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.scenario, "scenario", "flash-sale", "built-in scenario `NAME` (see -list) or PATH of a k6-style scenario file")
+	fs.Uint64Var(&o.seed, "seed", 1, "random `seed`: same seed and inputs, same outputs")
+	fs.StringVar(&o.out, "out", "", "output `DIR` (default out/<scenario>)")
+	fs.StringVar(&o.policy, "policy", "", "JSON `FILE` of policy overrides on the defaults (snake_case keys, durations like \"5m\")")
+	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios, one line each, and exit")
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (flags come before, e.g. -scenario %s)", fs.Arg(0), fs.Arg(0))
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sim:", err)
+		return 2
+	}
+	if o.list {
+		return listScenarios(stdout, stderr)
+	}
+	if err := simulate(ctx, o, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "sim:", err)
+		return 1
+	}
+	return 0
+}
+
+func listScenarios(stdout, stderr io.Writer) int {
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	for _, n := range scenarios.Names() {
+		sc, err := scenarios.Load(n)
+		if err != nil {
+			fmt.Fprintf(stderr, "sim: built-in scenario %s: %v\n", n, err)
+			return 1
+		}
+		fmt.Fprintf(tw, "%s\t%v\tpeak %.0f req/s\t%s\n", n, sc.Duration(), sc.PeakRate(), sc.Description)
+	}
+	tw.Flush()
+	return 0
+}
+
+// loadPolicy returns the default policy with the overrides of file, if any.
+func loadPolicy(file string) (engine.Policy, error) {
+	p := engine.DefaultPolicy()
+	if file == "" {
+		return p, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return p, fmt.Errorf("reading policy: %w", err)
+	}
+	defer f.Close()
+	p, err = engine.ParsePolicy(f, p)
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", file, err)
+	}
+	return p, nil
+}
+
+func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	sc, err := scenarios.Load(o.scenario)
+	if err != nil {
+		return err
+	}
+	pol, err := loadPolicy(o.policy)
+	if err != nil {
+		return err
+	}
+	out := o.out
+	if out == "" {
+		out = filepath.Join("out", sc.Name)
+	}
+	logf := func(format string, a ...any) {
+		if !o.quiet {
+			fmt.Fprintf(stderr, format, a...)
+		}
+	}
+	cfg := world.Config{Scenario: sc, Seed: o.seed, Policy: pol, InitialWorkers: -1}
+	if sc.Duration() >= 6*time.Hour {
+		cfg.Progress = func(done, total time.Duration) {
+			logf("\rsimulated %v of %v (%.0f%%)", done, total, 100*done.Seconds()/total.Seconds())
+			if done == total {
+				logf("\n")
+			}
+		}
+	}
+	start := time.Now()
+	w, err := world.New(cfg)
+	if err != nil {
+		return err
+	}
+	res, err := w.Run(ctx)
+	if err != nil {
+		return err
+	}
+	wall := time.Since(start)
+	if err := writeOutputs(out, res, pol); err != nil {
+		return err
+	}
+	if !o.quiet {
+		printSummary(stdout, res.Summary, out)
+	}
+	logf("simulated %v in %v (%.0fx real time)\n", sc.Duration(), wall.Round(time.Millisecond),
+		sc.Duration().Seconds()/max(wall.Seconds(), 1e-9))
+	return nil
+}
+
+func writeOutputs(dir string, res *world.Result, pol engine.Policy) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating output directory: %w", err)
+	}
+	write := func(name string, fn func(io.Writer) error) error {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := fn(f); err != nil {
+			f.Close()
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+		return f.Close()
+	}
+	return errors.Join(
+		write("summary.json", func(w io.Writer) error { return world.WriteSummary(w, res.Summary) }),
+		write("timeline.csv", func(w io.Writer) error { return world.WriteTimeline(w, res.Timeline) }),
+		write("decisions.jsonl", func(w io.Writer) error { return world.WriteDecisions(w, res.Records) }),
+		write("policy.json", func(w io.Writer) error {
+			b, err := pol.MarshalJSON()
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(append(b, '\n'))
+			return err
+		}),
+	)
+}
+
+func printSummary(w io.Writer, s world.Summary, out string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	row("scenario", "%s (seed %d, policy %s)", s.Scenario, s.Seed, s.Policy)
+	row("simulated", "%v", time.Duration(s.SimulatedSeconds*float64(time.Second)))
+	row("cost", "$%.4f (workers $%.4f + master $%.4f), $%.2f/month at this rate", s.CostUSD, s.WorkerCostUSD, s.MasterCostUSD, s.CostPerMonthUSD)
+	row("node-hours", "%.2f", s.NodeHours)
+	row("workers", "min %d, max %d; %d scale-ups, %d scale-downs, %d flaps", s.MinWorkers, s.MaxWorkers, s.ScaleUps, s.ScaleDowns, s.Flaps)
+	row("latency", "p50 %.0f ms, p95 %.0f ms, p99 %.0f ms", s.Latency.P50, s.Latency.P95, s.Latency.P99)
+	row("SLO", "%d violated minutes, %.0f of %.0f requests dropped", s.SLOViolationMinutes, s.DroppedRequests, s.TotalRequests)
+	row("pending pods", "%.0f pod-seconds", s.PendingPodSeconds)
+	row("under-provisioned", "%.0f node-seconds", s.UnderprovisionedNodeSeconds)
+	var ds []string
+	for _, a := range []engine.Action{engine.ActionScaleUp, engine.ActionScaleDown, engine.ActionNone, engine.ActionCooldown,
+		engine.ActionBusy, engine.ActionAtMax, engine.ActionAtMin, engine.ActionNoData} {
+		if n := s.Decisions[string(a)]; n > 0 {
+			ds = append(ds, fmt.Sprintf("%s %d", a, n))
+		}
+	}
+	row("ticks", "%d (%s)", s.Ticks, strings.Join(ds, ", "))
+	row("outputs", "%s/{summary.json,timeline.csv,decisions.jsonl}", out)
+	tw.Flush()
+}
