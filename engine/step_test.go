@@ -68,7 +68,9 @@ func (c *fakeCloud) Launch(_ context.Context, req engine.LaunchRequest) ([]engin
 	return out, nil
 }
 
-func (c *fakeCloud) Instances(context.Context) ([]engine.Instance, error) { return slices.Clone(c.insts), nil }
+func (c *fakeCloud) Instances(context.Context) ([]engine.Instance, error) {
+	return slices.Clone(c.insts), nil
+}
 
 func (c *fakeCloud) Terminate(_ context.Context, ids []string) error {
 	c.calls = append(c.calls, "terminate "+strings.Join(ids, ","))
@@ -83,7 +85,9 @@ type fakeCluster struct {
 	drained int
 }
 
-func (c *fakeCluster) Nodes(context.Context) ([]engine.Node, error) { return slices.Clone(c.nodes), nil }
+func (c *fakeCluster) Nodes(context.Context) ([]engine.Node, error) {
+	return slices.Clone(c.nodes), nil
+}
 func (c *fakeCluster) set(name string, f func(*engine.Node)) error {
 	for i := range c.nodes {
 		if c.nodes[i].Name == name {
@@ -154,8 +158,12 @@ func newRig() *rig {
 	return r
 }
 
-func (r *rig) busy()  { r.metrics.values["cpu_high_min"], r.metrics.values["cpu"], r.metrics.values["pending_min"] = 80, 85, 2 }
-func (r *rig) quiet() { r.metrics.values["cpu_high_min"], r.metrics.values["cpu"], r.metrics.values["cpu_low_max"], r.metrics.values["memory"] = 5, 8, 10, 20 }
+func (r *rig) busy() {
+	r.metrics.values["cpu_high_min"], r.metrics.values["cpu"], r.metrics.values["pending_min"] = 80, 85, 2
+}
+func (r *rig) quiet() {
+	r.metrics.values["cpu_high_min"], r.metrics.values["cpu"], r.metrics.values["cpu_low_max"], r.metrics.values["memory"] = 5, 8, 10, 20
+}
 
 func (r *rig) tick(t *testing.T, at time.Time) engine.Record {
 	t.Helper()
@@ -472,4 +480,6 @@ func TestStepCouldNotObserve(t *testing.T) {
 
 type errCluster struct{ *fakeCluster }
 
-func (errCluster) Nodes(context.Context) ([]engine.Node, error) { return nil, errors.New("apiserver unreachable") }
+func (errCluster) Nodes(context.Context) ([]engine.Node, error) {
+	return nil, errors.New("apiserver unreachable")
+}
