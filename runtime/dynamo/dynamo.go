@@ -167,7 +167,6 @@ func (s *Store) Release(ctx context.Context, lease engine.Lease) error {
 	return nil
 }
 
-
 func millis(t time.Time) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(t.UnixMilli(), 10)}
 }

@@ -196,3 +196,55 @@ func Workers(at time.Time, ids ...string) []engine.Node {
 	}
 	return nodes
 }
+
+// Store is an in-memory engine.StateStore with the same lease semantics as the DynamoDB one.
+type Store struct {
+	mu      sync.Mutex
+	St      engine.State
+	holder  string
+	fence   int64
+	expires time.Time
+}
+
+var _ engine.StateStore = (*Store)(nil)
+
+// Load implements engine.StateStore.
+func (s *Store) Load(context.Context) (engine.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.St.Clone(), nil
+}
+
+// Acquire implements engine.StateStore.
+func (s *Store) Acquire(_ context.Context, holder string, now time.Time, lease time.Duration) (engine.Lease, engine.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holder != "" && !s.expires.Before(now) {
+		return engine.Lease{}, engine.State{}, engine.ErrLockHeld
+	}
+	s.fence++
+	s.holder, s.expires = holder, now.Add(lease)
+	return engine.Lease{Holder: holder, Fence: s.fence, Expires: s.expires}, s.St.Clone(), nil
+}
+
+// Save implements engine.StateStore.
+func (s *Store) Save(_ context.Context, l engine.Lease, st engine.State) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.Holder != s.holder || l.Fence != s.fence {
+		return engine.ErrFenced
+	}
+	s.St = st.Clone()
+	return nil
+}
+
+// Release implements engine.StateStore.
+func (s *Store) Release(_ context.Context, l engine.Lease) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.Holder != s.holder || l.Fence != s.fence {
+		return engine.ErrFenced
+	}
+	s.holder = ""
+	return nil
+}
