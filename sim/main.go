@@ -37,6 +37,7 @@ type options struct {
 	policy   string
 	list     bool
 	quiet    bool
+	replay   replayOptions // -replay, -closed-loop, -flight (sim/replay.go)
 }
 
 const usage = `Usage: go run ./sim [flags]
@@ -73,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.policy, "policy", "", "JSON `FILE` of policy overrides on the defaults (snake_case keys, durations like \"5m\")")
 	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios, one line each, and exit")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
+	addReplayFlags(fs, &o.replay)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -83,6 +85,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "record" {
+		return runRecord(ctx, args[1:], stdout, stderr) // sim/record.go
+	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -93,6 +98,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.list {
 		return listScenarios(stdout, stderr)
+	}
+	if handled, code := runReplay(ctx, o, stdout, stderr); handled { // sim/replay.go
+		return code
 	}
 	if err := simulate(ctx, o, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "sim:", err)
@@ -134,7 +142,7 @@ func loadPolicy(file string) (engine.Policy, error) {
 }
 
 func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
-	sc, err := scenarios.Load(o.scenario)
+	sc, err := loadScenario(o) // -scenario, or the closed-loop replay's derived scenario
 	if err != nil {
 		return err
 	}
