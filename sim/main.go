@@ -37,7 +37,8 @@ type options struct {
 	policy   string
 	list     bool
 	quiet    bool
-	replay   replayOptions // -replay, -closed-loop, -flight (sim/replay.go)
+	compare  bool   // run every baseline on the same seed (sim/compare.go)
+	report   string // every built-in scenario with every baseline into this directory
 }
 
 const usage = `Usage: go run ./sim [flags]
@@ -56,6 +57,9 @@ Outputs (in -out):
   timeline.csv      one row per simulated minute: load, workers, pods, CPU, memory, p95, cost, decision
   decisions.jsonl   one JSON object per autoscaler tick: time, observation, decision, acted
   policy.json       the policy the run used
+  report.html       self-contained report (inline SVG charts); report.md the same table in Markdown
+  plots/            workers, CPU/memory, pending pods, p95, cumulative cost, Pareto (PNG and SVG)
+  comparison.json   with -compare: one object per policy (smartscale and every baseline)
 
 Flags:
 `
@@ -74,7 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.policy, "policy", "", "JSON `FILE` of policy overrides on the defaults (snake_case keys, durations like \"5m\")")
 	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios, one line each, and exit")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
-	addReplayFlags(fs, &o.replay)
+	fs.BoolVar(&o.compare, "compare", false, "also run every baseline (static-max, static-5, ca-like, oracle, oracle-tick) on the same seed: comparison.json and a comparison report")
+	fs.StringVar(&o.report, "report", "", "run every built-in scenario with every baseline and write the reports and DIR/index.html into `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -85,9 +90,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "record" {
-		return runRecord(ctx, args[1:], stdout, stderr) // sim/record.go
-	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -99,8 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.list {
 		return listScenarios(stdout, stderr)
 	}
-	if handled, code := runReplay(ctx, o, stdout, stderr); handled { // sim/replay.go
-		return code
+	if o.report != "" {
+		return reportAll(ctx, o, stdout, stderr)
 	}
 	if err := simulate(ctx, o, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "sim:", err)
@@ -142,7 +144,7 @@ func loadPolicy(file string) (engine.Policy, error) {
 }
 
 func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
-	sc, err := loadScenario(o) // -scenario, or the closed-loop replay's derived scenario
+	sc, err := scenarios.Load(o.scenario)
 	if err != nil {
 		return err
 	}
@@ -179,6 +181,9 @@ func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	wall := time.Since(start)
 	if err := writeOutputs(out, res, pol); err != nil {
+		return err
+	}
+	if err := writeReport(ctx, o, sc, pol, res, out, stdout, logf); err != nil {
 		return err
 	}
 	if !o.quiet {

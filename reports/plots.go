@@ -1,0 +1,393 @@
+package reports
+
+import (
+	"bytes"
+	"fmt"
+	"image/color"
+	"math"
+	"regexp"
+	"slices"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/sim/world"
+)
+
+// Plot size of every chart.
+const (
+	plotW = 9 * vg.Inch
+	plotH = 4 * vg.Inch
+)
+
+// Chart is one rendered plot.
+type Chart struct {
+	Name  string // file name without extension
+	Title string
+	PNG   []byte
+	SVG   []byte // standalone, fonts embedded
+	// Inline is the SVG for inlining in HTML: no XML prolog, no namespaces, fonts left to the
+	// page's @font-face rules.
+	Inline []byte
+}
+
+// palette gives each policy a fixed colour, so every chart shows it the same way.
+var palette = []color.RGBA{
+	{0x1f, 0x77, 0xb4, 0xff}, // blue
+	{0x7f, 0x7f, 0x7f, 0xff}, // grey
+	{0x8c, 0x56, 0x4b, 0xff}, // brown
+	{0xff, 0x7f, 0x0e, 0xff}, // orange
+	{0x2c, 0xa0, 0x2c, 0xff}, // green
+	{0x94, 0x67, 0xbd, 0xff}, // purple
+	{0xd6, 0x27, 0x28, 0xff}, // red
+	{0x17, 0xbe, 0xcf, 0xff}, // cyan
+}
+
+var (
+	red   = color.RGBA{0xd6, 0x27, 0x28, 0xff}
+	green = color.RGBA{0x2c, 0xa0, 0x2c, 0xff}
+	black = color.RGBA{0, 0, 0, 0xff}
+	dash  = []vg.Length{vg.Points(4), vg.Points(3)}
+)
+
+// timeAxis picks minutes or hours for the x axis.
+type timeAxis struct {
+	unit  time.Duration
+	label string
+}
+
+func axisFor(d time.Duration) timeAxis {
+	if d <= 3*time.Hour {
+		return timeAxis{time.Minute, "minutes since start"}
+	}
+	return timeAxis{time.Hour, "hours since start"}
+}
+
+func (a timeAxis) x(t time.Time) float64 { return float64(t.Sub(world.Epoch)) / float64(a.unit) }
+
+func newPlot(title, ylabel string, ax timeAxis) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = ax.label
+	p.Y.Label.Text = ylabel
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+func line(p *plot.Plot, name string, xys plotter.XYs, c color.Color, width vg.Length, dashes []vg.Length, step bool) error {
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	l.Color, l.Width, l.Dashes = c, width, dashes
+	if step {
+		l.StepStyle = plotter.PostStep
+	}
+	p.Add(l)
+	if name != "" {
+		p.Legend.Add(name, l)
+	}
+	return nil
+}
+
+// hline draws a horizontal threshold over the run.
+func hline(p *plot.Plot, name string, y, x0, x1 float64, c color.Color) error {
+	return line(p, name, plotter.XYs{{X: x0, Y: y}, {X: x1, Y: y}}, c, vg.Points(1), dash, false)
+}
+
+func series(rows []world.Row, ax timeAxis, f func(world.Row) float64) plotter.XYs {
+	xys := make(plotter.XYs, len(rows))
+	for i, r := range rows {
+		xys[i] = plotter.XY{X: ax.x(r.Time), Y: f(r)}
+	}
+	return xys
+}
+
+// WorkersChart: ready workers and ready + launching against the demand in nodes, with the
+// scaling events marked (up: green triangle, down: red triangle) at the capacity they left.
+func WorkersChart(res *world.Result, dur time.Duration) (*plot.Plot, error) {
+	ax := axisFor(dur)
+	p := newPlot(fmt.Sprintf("Workers against demand: %s on %s", res.Summary.Policy, res.Summary.Scenario), "workers (nodes)", ax)
+	rows := res.Timeline
+	if err := line(p, "demand (nodes)", series(rows, ax, func(r world.Row) float64 { return float64(r.DemandNodes) }), black, vg.Points(1.5), dash, true); err != nil {
+		return nil, err
+	}
+	if err := line(p, "ready + launching", series(rows, ax, func(r world.Row) float64 { return float64(r.ReadyWorkers + r.LaunchingWorkers + r.DrainingWorkers) }), palette[3], vg.Points(1), nil, true); err != nil {
+		return nil, err
+	}
+	if err := line(p, "ready", series(rows, ax, func(r world.Row) float64 { return float64(r.ReadyWorkers) }), palette[0], vg.Points(2), nil, true); err != nil {
+		return nil, err
+	}
+	var ups, downs plotter.XYs
+	for _, ev := range res.Events {
+		pt := plotter.XY{X: ax.x(ev.Time), Y: capacityAfter(rows, ev.Time)}
+		switch ev.Kind {
+		case engine.EventScaleUp:
+			ups = append(ups, pt)
+		case engine.EventScaleDown:
+			downs = append(downs, pt)
+		}
+	}
+	for _, m := range []struct {
+		name  string
+		xys   plotter.XYs
+		shape draw.GlyphDrawer
+		c     color.Color
+	}{{"scale-up", ups, draw.TriangleGlyph{}, green}, {"scale-down", downs, invertedTriangle{}, red}} {
+		if len(m.xys) == 0 {
+			continue
+		}
+		s, err := plotter.NewScatter(m.xys)
+		if err != nil {
+			return nil, err
+		}
+		s.GlyphStyle = draw.GlyphStyle{Color: m.c, Radius: vg.Points(4), Shape: m.shape}
+		p.Add(s)
+		p.Legend.Add(m.name, s)
+	}
+	p.Y.Min = 0
+	p.Y.Max = math.Ceil(p.Y.Max * 1.6)
+	return p, nil
+}
+
+// capacityAfter is the workers (ready, launching, draining) of the first timeline minute
+// at or after t: where a scaling event left the fleet.
+func capacityAfter(rows []world.Row, t time.Time) float64 {
+	for _, r := range rows {
+		if !r.Time.Before(t) {
+			return float64(r.ReadyWorkers + r.LaunchingWorkers + r.DrainingWorkers)
+		}
+	}
+	if len(rows) == 0 {
+		return 0
+	}
+	r := rows[len(rows)-1]
+	return float64(r.ReadyWorkers + r.LaunchingWorkers + r.DrainingWorkers)
+}
+
+// invertedTriangle is a downward triangle glyph.
+type invertedTriangle struct{}
+
+func (invertedTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
+	c.SetLineStyle(draw.LineStyle{Color: sty.Color, Width: vg.Points(0.5)})
+	r := sty.Radius + (sty.Radius-sty.Radius*vg.Length(math.Sin(math.Pi/6)))/2
+	var path vg.Path
+	path.Move(vg.Point{X: pt.X, Y: pt.Y - r})
+	path.Line(vg.Point{X: pt.X - r*vg.Length(math.Cos(math.Pi/6)), Y: pt.Y + r*vg.Length(math.Sin(math.Pi/6))})
+	path.Line(vg.Point{X: pt.X + r*vg.Length(math.Cos(math.Pi/6)), Y: pt.Y + r*vg.Length(math.Sin(math.Pi/6))})
+	path.Close()
+	c.SetColor(sty.Color)
+	c.Fill(path)
+}
+
+// UsageChart: cluster CPU and memory % with the policy's scale-up and scale-down thresholds.
+func UsageChart(res *world.Result, dur time.Duration, pol engine.Policy) (*plot.Plot, error) {
+	ax := axisFor(dur)
+	p := newPlot(fmt.Sprintf("CPU and memory: %s on %s", res.Summary.Policy, res.Summary.Scenario), "% of the cluster", ax)
+	rows := res.Timeline
+	if err := line(p, "CPU %", series(rows, ax, func(r world.Row) float64 { return r.CPUPercent }), palette[0], vg.Points(1.5), nil, false); err != nil {
+		return nil, err
+	}
+	if err := line(p, "memory %", series(rows, ax, func(r world.Row) float64 { return r.MemoryPercent }), palette[5], vg.Points(1.5), nil, false); err != nil {
+		return nil, err
+	}
+	x1 := float64(dur) / float64(ax.unit)
+	for _, th := range []struct {
+		name string
+		v    float64
+		c    color.Color
+	}{
+		{fmt.Sprintf("CPU scale-up %g%%", pol.ScaleUpCPUPercent), pol.ScaleUpCPUPercent, red},
+		{fmt.Sprintf("CPU scale-down %g%%", pol.ScaleDownCPUPercent), pol.ScaleDownCPUPercent, green},
+		{fmt.Sprintf("memory scale-up %g%%", pol.ScaleUpMemoryPercent), pol.ScaleUpMemoryPercent, palette[6]},
+		{fmt.Sprintf("memory scale-down %g%%", pol.ScaleDownMemoryPercent), pol.ScaleDownMemoryPercent, palette[4]},
+	} {
+		if err := hline(p, th.name, th.v, 0, x1, th.c); err != nil {
+			return nil, err
+		}
+	}
+	p.Y.Min, p.Y.Max = 0, 140 // room for the legend above 100%
+	return p, nil
+}
+
+// overlay draws one series per policy.
+func overlay(title, ylabel string, results []*world.Result, dur time.Duration, f func(world.Row) float64, step bool) (*plot.Plot, timeAxis, error) {
+	ax := axisFor(dur)
+	p := newPlot(title, ylabel, ax)
+	for i, r := range results {
+		if err := line(p, r.Summary.Policy, series(r.Timeline, ax, f), palette[i%len(palette)], vg.Points(1.2), nil, step); err != nil {
+			return nil, ax, err
+		}
+	}
+	return p, ax, nil
+}
+
+// PendingChart: unschedulable pods per policy.
+func PendingChart(results []*world.Result, dur time.Duration) (*plot.Plot, error) {
+	p, _, err := overlay("Pending (unschedulable) pods: "+results[0].Summary.Scenario, "pods", results, dur,
+		func(r world.Row) float64 { return float64(r.PendingPods) }, true)
+	if err != nil {
+		return nil, err
+	}
+	p.Y.Min = 0
+	p.Y.Max = max(1, p.Y.Max*1.7)
+	return p, nil
+}
+
+// LatencyChart: p95 latency per policy (log scale) against the SLO.
+func LatencyChart(results []*world.Result, dur time.Duration, sloMs float64) (*plot.Plot, error) {
+	p, ax, err := overlay("p95 latency against the SLO: "+results[0].Summary.Scenario, "p95 latency (ms, log scale)", results, dur,
+		func(r world.Row) float64 { return max(1, r.P95Ms) }, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := hline(p, fmt.Sprintf("SLO %g ms", sloMs), sloMs, 0, float64(dur)/float64(ax.unit), red); err != nil {
+		return nil, err
+	}
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min = 10
+	p.Y.Max = max(p.Y.Max, sloMs) * 40 // room for the legend
+	return p, nil
+}
+
+// CostChart: cumulative cost per policy.
+func CostChart(results []*world.Result, dur time.Duration) (*plot.Plot, error) {
+	p, _, err := overlay("Cumulative cost (workers + master): "+results[0].Summary.Scenario, "USD", results, dur,
+		func(r world.Row) float64 { return r.CostUSD }, false)
+	if err != nil {
+		return nil, err
+	}
+	p.Y.Min = 0
+	p.Y.Max *= 1.7
+	return p, nil
+}
+
+// ParetoChart: cost against SLO-violation minutes, one point per policy, with the Pareto
+// front (no other policy is both cheaper and better on the SLO) joined by a dashed line.
+func ParetoChart(rows []Row, scenario string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Cost against SLO-violation minutes: " + scenario
+	p.X.Label.Text = "SLO-violation minutes"
+	p.Y.Label.Text = "cost (USD)"
+	p.Add(plotter.NewGrid())
+	var front plotter.XYs
+	sorted := slices.Clone(rows)
+	slices.SortStableFunc(sorted, func(a, b Row) int {
+		if a.SLOViolationMinutes != b.SLOViolationMinutes {
+			return a.SLOViolationMinutes - b.SLOViolationMinutes
+		}
+		switch {
+		case a.CostUSD < b.CostUSD:
+			return -1
+		case a.CostUSD > b.CostUSD:
+			return 1
+		}
+		return 0
+	})
+	best := math.Inf(1)
+	for _, r := range sorted {
+		if r.CostUSD < best {
+			best = r.CostUSD
+			front = append(front, plotter.XY{X: float64(r.SLOViolationMinutes), Y: r.CostUSD})
+		}
+	}
+	if len(front) > 1 {
+		if err := line(p, "Pareto front", front, black, vg.Points(1), dash, false); err != nil {
+			return nil, err
+		}
+	}
+	labels := plotter.XYLabels{}
+	for i, r := range rows {
+		pt := plotter.XYs{{X: float64(r.SLOViolationMinutes), Y: r.CostUSD}}
+		s, err := plotter.NewScatter(pt)
+		if err != nil {
+			return nil, err
+		}
+		s.GlyphStyle = draw.GlyphStyle{Color: palette[i%len(palette)], Radius: vg.Points(4), Shape: draw.CircleGlyph{}}
+		p.Add(s)
+		p.Legend.Add(r.Policy, s)
+		labels.XYs = append(labels.XYs, pt[0])
+		labels.Labels = append(labels.Labels, " "+r.Policy)
+	}
+	l, err := plotter.NewLabels(labels)
+	if err != nil {
+		return nil, err
+	}
+	p.Add(l)
+	p.X.Min, p.Y.Min = 0, 0
+	p.X.Max = max(p.X.Max*1.15, 5)
+	p.Y.Max *= 1.1
+	p.Legend.Top = true
+	return p, nil
+}
+
+// Render draws a plot as PNG, standalone SVG (fonts embedded) and inline SVG.
+func Render(name string, p *plot.Plot) (Chart, error) {
+	ch := Chart{Name: name, Title: p.Title.Text}
+	img := vgimg.New(plotW, plotH)
+	p.Draw(draw.New(img))
+	var buf bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+		return ch, fmt.Errorf("%s.png: %w", name, err)
+	}
+	ch.PNG = slices.Clone(buf.Bytes())
+	svg := func(embed bool) ([]byte, error) {
+		c := vgsvg.NewWith(vgsvg.UseWH(plotW, plotH), vgsvg.EmbedFonts(embed))
+		p.Draw(draw.New(c))
+		var b bytes.Buffer
+		if _, err := c.WriteTo(&b); err != nil {
+			return nil, fmt.Errorf("%s.svg: %w", name, err)
+		}
+		return b.Bytes(), nil
+	}
+	var err error
+	if ch.SVG, err = svg(true); err != nil {
+		return ch, err
+	}
+	raw, err := svg(false)
+	if err != nil {
+		return ch, err
+	}
+	ch.Inline = inlineSVG(raw)
+	return ch, nil
+}
+
+var (
+	svgProlog  = regexp.MustCompile(`(?s)^<\?xml[^>]*\?>\s*(<!--.*?-->\s*)?`)
+	svgXMLNS   = regexp.MustCompile(`\s+xmlns(:\w+)?="[^"]*"`)
+	svgPtUnits = regexp.MustCompile(`^<svg width="[^"]*" height="[^"]*"`)
+)
+
+// inlineSVG makes an SVG document fit for inlining in HTML5: no prolog or comment, no
+// namespace declarations (HTML parsers supply them), scalable to the page's width.
+func inlineSVG(b []byte) []byte {
+	b = svgProlog.ReplaceAll(b, nil)
+	b = svgXMLNS.ReplaceAll(b, nil)
+	b = svgPtUnits.ReplaceAll(b, []byte(`<svg class="chart"`))
+	return b
+}
+
+// fontFaces returns the @font-face rules of the fonts the charts use (as vgsvg embeds them),
+// for one <style> block of the HTML page.
+func fontFaces(p *plot.Plot) (string, error) {
+	c := vgsvg.NewWith(vgsvg.UseWH(plotW, plotH), vgsvg.EmbedFonts(true))
+	p.Draw(draw.New(c))
+	var b bytes.Buffer
+	if _, err := c.WriteTo(&b); err != nil {
+		return "", err
+	}
+	m := regexp.MustCompile(`(?s)<style>(.*?)</style>`).FindSubmatch(b.Bytes())
+	if m == nil {
+		return "", nil
+	}
+	return string(m[1]), nil
+}
