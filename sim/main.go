@@ -37,8 +37,9 @@ type options struct {
 	policy   string
 	list     bool
 	quiet    bool
-	compare  bool   // run every baseline on the same seed (sim/compare.go)
-	report   string // every built-in scenario with every baseline into this directory
+	compare  bool          // run every baseline on the same seed (sim/compare.go)
+	report   string        // every built-in scenario with every baseline into this directory
+	replay   replayOptions // -replay, -closed-loop, -flight (sim/replay.go)
 }
 
 const usage = `Usage: go run ./sim [flags]
@@ -78,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.policy, "policy", "", "JSON `FILE` of policy overrides on the defaults (snake_case keys, durations like \"5m\")")
 	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios, one line each, and exit")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
+	addReplayFlags(fs, &o.replay)
 	fs.BoolVar(&o.compare, "compare", false, "also run every baseline (static-max, static-5, ca-like, oracle, oracle-tick) on the same seed: comparison.json and a comparison report")
 	fs.StringVar(&o.report, "report", "", "run every built-in scenario with every baseline and write the reports and DIR/index.html into `DIR`")
 	if err := fs.Parse(args); err != nil {
@@ -90,6 +92,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "record" {
+		return runRecord(ctx, args[1:], stdout, stderr) // sim/record.go
+	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -100,6 +105,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.list {
 		return listScenarios(stdout, stderr)
+	}
+	if handled, code := runReplay(ctx, o, stdout, stderr); handled { // sim/replay.go
+		return code
 	}
 	if o.report != "" {
 		return reportAll(ctx, o, stdout, stderr)
@@ -144,7 +152,7 @@ func loadPolicy(file string) (engine.Policy, error) {
 }
 
 func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
-	sc, err := scenarios.Load(o.scenario)
+	sc, err := loadScenario(o) // -scenario, or the closed-loop replay's derived scenario
 	if err != nil {
 		return err
 	}
