@@ -204,6 +204,10 @@ func (t *tick) run() error {
 	}
 	t.rec.Decision = d
 	t.rec.Observation = t.obs
+	// Acting below edits t.obs's node and instance lists in place (slices.DeleteFunc): the
+	// record keeps its own copies, as Decide saw them, so a flight record re-decides the same.
+	t.rec.Observation.Nodes = slices.Clone(t.obs.Nodes)
+	t.rec.Observation.Instances = slices.Clone(t.obs.Instances)
 
 	if d.Action == ActionAtMax {
 		if !t.st.AtMax {

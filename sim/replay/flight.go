@@ -112,11 +112,12 @@ func recordOf(line []byte, depth int) (json.RawMessage, bool, error) {
 // Redecide re-runs engine.Decide on a flight record the way engine.Step ran it. The record
 // keeps the state as read at the start of the tick; Step reconciled an unfinished operation
 // before deciding, so the state Decide saw is rebuilt from the record's acts:
-//   - a scale-up that was launching was retried (a "launch" act of that operation that
-//     succeeded starts the scale-up cooldown now); the tick is busy;
+//   - a scale-up that was launching was retried: a "launch" act of that operation that
+//     succeeded starts the scale-up cooldown now, none drops the operation; the tick is busy;
 //   - a scale-up that was joining drops the instances that joined or were terminated this
 //     tick, and the operation when none is left; the tick is not busy;
-//   - a scale-down in progress makes the tick busy.
+//   - a scale-down in progress makes the tick busy; its operation ends when this tick
+//     terminated the instance, gave the node back (uncordon) or found the node gone.
 //
 // A busy tick turns any decision but a scale-up into "busy", as Step does. Dry-run ticks are
 // decided on the recorded state as is. ok is false, with the reason, for ticks where Decide
@@ -136,12 +137,17 @@ func Redecide(p engine.Policy, rec engine.Record) (d engine.Decision, ok bool, w
 		busyOp = op.ID
 		switch {
 		case op.Kind == engine.OpScaleUp && op.Phase == engine.PhaseLaunching:
+			// The retry either launched (the operation goes on joining) or gave up (dropped).
 			busy = true
+			launched := false
 			for _, a := range rec.Acted {
 				if a.Kind == "launch" && a.Operation == op.ID && a.Result == "ok" {
 					st.LastScaleUp = rec.Time
-					op.Phase = engine.PhaseJoining
+					op.Phase, launched = engine.PhaseJoining, true
 				}
+			}
+			if !launched {
+				st.Operation = nil
 			}
 		case op.Kind == engine.OpScaleUp:
 			gone := map[string]bool{}
@@ -164,7 +170,14 @@ func Redecide(p engine.Policy, rec engine.Record) (d engine.Decision, ok bool, w
 				op.Instances = waiting
 			}
 		case op.Kind == engine.OpScaleDown:
+			// Terminated, abandoned (uncordon) or the node already gone: the operation ends.
 			busy = true
+			for _, a := range rec.Acted {
+				if a.Operation == op.ID && (a.Kind == "terminate" && a.Result == "ok" || a.Kind == "uncordon" ||
+					a.Kind == "cordon" && a.ErrorKind == string(engine.KindNotFound)) {
+					st.Operation = nil
+				}
+			}
 		}
 	}
 	d = engine.Decide(rec.Time, p, rec.Observation, st)
