@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/dynamodb"
@@ -175,22 +176,33 @@ func newAutoscaler(ctx *pulumi.Context, cfg Config, acct Account, net *Network, 
 // lambdaEnv is the Lambda's environment. No secret goes here: the Slack webhook and the K3s
 // API credentials are read from Secrets Manager at run time, the K3s agent token never.
 func lambdaEnv(cfg Config, cl *Cluster, a *Autoscaler, net *Network) pulumi.StringMap {
+	// subnet-id=zone pairs in order of preference (runtime/config: SMARTSCALE_SUBNETS).
 	subnets := pulumi.All(net.PrivateSubnets[0].ID(), net.PrivateSubnets[1].ID()).ApplyT(func(v []any) string {
-		return string(v[0].(pulumi.ID)) + "," + string(v[1].(pulumi.ID))
+		return fmt.Sprintf("%s=%s,%s=%s", v[0], net.Zones[0], v[1], net.Zones[1])
 	}).(pulumi.StringOutput)
 	return pulumi.StringMap{
-		"SMARTSCALE_CLUSTER_ID":       pulumi.String(cfg.ClusterID),
-		"SMARTSCALE_TABLE":            a.Table.Name,
-		"SMARTSCALE_LAUNCH_TEMPLATE":  cl.LaunchTemplate.ID().ToStringOutput(),
-		"SMARTSCALE_SUBNETS":          subnets,
-		"SMARTSCALE_INSTANCE_TYPES":   pulumi.String(strings.Join(cfg.WorkerInstanceTypes, ",")),
-		"SMARTSCALE_SNS_TOPIC_ARN":    a.Topic.Arn,
-		"PROMETHEUS_URL":              prometheusURL(cl),
-		"SMARTSCALE_SLACK_SECRET_ARN": a.SlackSecret.Arn,
-		"SMARTSCALE_KUBE_SECRET_ARN":  cl.KubeSecret.Arn,
-		"SMARTSCALE_POLICY_JSON":      pulumi.String(cfg.Policy.JSON()),
-		"SMARTSCALE_DRY_RUN":          pulumi.Sprintf("%t", cfg.DryRun),
+		"SMARTSCALE_HANDLES":               pulumi.String("tick,slack"),
+		"SMARTSCALE_CLUSTER_ID":            pulumi.String(cfg.ClusterID),
+		"SMARTSCALE_TABLE":                 a.Table.Name,
+		"SMARTSCALE_LAUNCH_TEMPLATE":       cl.LaunchTemplate.ID().ToStringOutput(),
+		"SMARTSCALE_SUBNETS":               subnets,
+		"SMARTSCALE_INSTANCE_TYPES":        pulumi.String(strings.Join(cfg.WorkerInstanceTypes, ",")),
+		"SMARTSCALE_SNS_TOPIC_ARN":         a.Topic.Arn,
+		"PROMETHEUS_URL":                   prometheusURL(cl),
+		"SLACK_WEBHOOK_SECRET_ARN":         a.SlackSecret.Arn,
+		"SMARTSCALE_KUBECONFIG_SECRET_ARN": cl.KubeSecret.Arn,
+		"POLICY_JSON":                      pulumi.String(cfg.Policy.JSON()),
+		"SMARTSCALE_LEASE":                 pulumi.String(promDuration(engineLease)),
+		"SMARTSCALE_DRY_RUN":               pulumi.Sprintf("%t", cfg.DryRun),
 	}
+}
+
+// promDuration formats whole minutes as "3m" and anything else as seconds ("100s").
+func promDuration(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
 }
 
 func prometheusURL(cl *Cluster) pulumi.StringOutput {
@@ -233,10 +245,12 @@ func autoscalerPolicy(cfg Config, acct Account, r autoscalerRefs) string {
 			when("StringEquals", "iam:PassedToService", "ec2.amazonaws.com"),
 		// Describe calls cannot be scoped to resources. The ENI calls are what a Lambda in
 		// a VPC needs (AWSLambdaVPCAccessExecutionRole without its logs:* part).
-		allow("Describe", []string{"ec2:DescribeInstances", "ec2:DescribeInstanceStatus", "ec2:DescribeLaunchTemplateVersions"}, "*"),
+		allow("Describe", []string{"ec2:DescribeInstances", "ec2:DescribeLaunchTemplateVersions"}, "*"),
 		allow("VpcNetworking", []string{"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
 			"ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}, "*"),
-		allow("StateAndLock", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, r.Table),
+		// runtime/dynamo reads with GetItem and writes every change (lease, state, release)
+		// as a conditional UpdateItem.
+		allow("StateAndLock", []string{"dynamodb:GetItem", "dynamodb:UpdateItem"}, r.Table),
 		allow("Notify", []string{"sns:Publish"}, r.Topic),
 		allow("ReadOwnSecrets", []string{"secretsmanager:GetSecretValue"}, r.SlackSecret, r.KubeSecret),
 		allow("DecryptOwnSecrets", []string{"kms:Decrypt"}, r.Key).

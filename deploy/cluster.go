@@ -26,7 +26,7 @@ type Cluster struct {
 	WorkerRole     *iam.Role
 	Key            *kms.Key
 	TokenSecret    *secretsmanager.Secret // the K3s agent token: master writes, workers read
-	KubeSecret     *secretsmanager.Secret // the autoscaler's API credentials: master writes, Lambda reads
+	KubeSecret     *secretsmanager.Secret // the autoscaler's kubeconfig: master writes, Lambda reads
 	Master         *ec2.Instance
 	LaunchTemplate *ec2.LaunchTemplate
 	NodeLogGroup   *cloudwatch.LogGroup
@@ -92,7 +92,7 @@ func newCluster(ctx *pulumi.Context, cfg Config, acct Account, net *Network, ami
 		return nil, err
 	}
 	if c.KubeSecret, err = secretsmanager.NewSecret(ctx, "autoscaler-kube", &secretsmanager.SecretArgs{
-		Description: pulumi.String("K3s API endpoint, CA and service-account token of the autoscaler: written by the master, read by the Lambda"),
+		Description: pulumi.String("Kubeconfig of the autoscaler's service account on the K3s API: written by the master, read by the Lambda"),
 		KmsKeyId:    c.Key.Arn,
 		Policy:      secretPolicy(c.MasterRole.Arn, lambdaRole.Arn),
 		Tags:        tags(cfg, cfg.ClusterID+"-autoscaler-kube"),
@@ -275,7 +275,7 @@ func masterUserData(cfg Config, tokenSecretArn, kubeSecretArn pulumi.StringOutpu
 		settings := shellExports([][2]string{
 			{"SMARTSCALE_CLUSTER_ID", cfg.ClusterID},
 			{"SMARTSCALE_TOKEN_SECRET_ID", v[0].(string)},
-			{"SMARTSCALE_KUBE_SECRET_ID", v[1].(string)},
+			{"SMARTSCALE_KUBECONFIG_SECRET_ID", v[1].(string)},
 			{"SMARTSCALE_LOG_GROUP", nodeLogGroupName(cfg)},
 			{"K3S_VERSION", cfg.K3sVersion},
 		})

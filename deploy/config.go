@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,7 @@ const (
 	kubeletPort         = 10250
 	nodeExporterPort    = 9100
 	metricsNamespace    = "SmartScale"
-	metricDimensionName = "ClusterId"
+	metricDimensionName = "cluster" // the EMF dimension runtime/emf writes
 )
 
 // Config is the stack configuration (namespace "smartscale", see Pulumi.dev.yaml.example).
@@ -110,6 +111,15 @@ func loadConfig(ctx *pulumi.Context) (Config, error) {
 	return cfg, errors.Join(errors.Join(r.errs...), cfg.Validate())
 }
 
+// configKeys lists every smartscale:* key the program reads (Pulumi.dev.yaml.example
+// documents them; a test checks the example against this list).
+var configKeys = []string{
+	"clusterId", "vpcCidr", "masterInstanceType", "workerInstanceTypes", "amiSsmParameter", "ami",
+	"k3sVersion", "lambdaZip", "logRetentionDays", "dryRun", "repoRoot", "minWorkers", "maxWorkers",
+	"scaleUpCpuPercent", "scaleDownCpuPercent", "scaleUpMemoryPercent", "scaleDownMemoryPercent",
+	"scaleUpCooldown", "scaleDownCooldown", "slackWebhookUrl",
+}
+
 // cfgReader reads optional keys with defaults and collects parse errors.
 type cfgReader struct {
 	c    *config.Config
@@ -117,6 +127,7 @@ type cfgReader struct {
 }
 
 func (r *cfgReader) str(key, def string) string {
+	mustBeKnown(key)
 	if v := r.c.Get(key); v != "" {
 		return v
 	}
@@ -124,6 +135,7 @@ func (r *cfgReader) str(key, def string) string {
 }
 
 func (r *cfgReader) parse(key string, dst any) bool {
+	mustBeKnown(key)
 	raw := r.c.Get(key)
 	if raw == "" {
 		return false
@@ -221,4 +233,11 @@ func (c Config) Validate() error {
 		bad("smartscale:repoRoot %q must hold k3s/worker-userdata.sh: %v", c.RepoRoot, err)
 	}
 	return errors.Join(errs...)
+}
+
+// mustBeKnown guards configKeys against drift: reading an unlisted key is a programming error.
+func mustBeKnown(key string) {
+	if !slices.Contains(configKeys, key) {
+		panic("config key smartscale:" + key + " is missing from configKeys")
+	}
 }

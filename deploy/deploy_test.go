@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const (
@@ -281,15 +284,26 @@ func TestAutoscalerDataPlaneScopes(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} {
+	for _, a := range []string{"dynamodb:GetItem", "dynamodb:UpdateItem"} {
 		only(a, tableArn)
+	}
+	var dynamo []string
+	for _, st := range d.Statement {
+		for _, a := range st.Action {
+			if strings.HasPrefix(a, "dynamodb:") {
+				dynamo = append(dynamo, a)
+			}
+		}
+	}
+	if !slices.Equal(dynamo, []string{"dynamodb:GetItem", "dynamodb:UpdateItem"}) {
+		t.Errorf("DynamoDB actions %v, want what runtime/dynamo calls: GetItem, UpdateItem", dynamo)
 	}
 	only("sns:Publish", topicArn)
 	only("secretsmanager:GetSecretValue", slackArn, kubeArn)
 	only("logs:PutLogEvents", "arn:aws:logs:us-east-1:"+testAccount+":log-group:/aws/lambda/smartscale-demo:*")
 	// Nothing else may use a wildcard resource, and no action is a wildcard.
 	wildOK := map[string]bool{
-		"ec2:DescribeInstances": true, "ec2:DescribeInstanceStatus": true, "ec2:DescribeLaunchTemplateVersions": true,
+		"ec2:DescribeInstances": true, "ec2:DescribeLaunchTemplateVersions": true,
 		"ec2:CreateNetworkInterface": true, "ec2:DescribeNetworkInterfaces": true, "ec2:DeleteNetworkInterface": true,
 		"ec2:AssignPrivateIpAddresses": true, "ec2:UnassignPrivateIpAddresses": true,
 	}
@@ -466,7 +480,7 @@ func TestMasterInstance(t *testing.T) {
 	if len(ud) > 16384 {
 		t.Fatalf("master user data is %d bytes, EC2 allows 16384", len(ud))
 	}
-	for _, want := range []string{"export SMARTSCALE_TOKEN_SECRET_ID='" + tokenArn + "'", "export SMARTSCALE_KUBE_SECRET_ID='" + kubeArn + "'", "exec bash /opt/smartscale/master-setup.sh"} {
+	for _, want := range []string{"export SMARTSCALE_TOKEN_SECRET_ID='" + tokenArn + "'", "export SMARTSCALE_KUBECONFIG_SECRET_ID='" + kubeArn + "'", "exec bash /opt/smartscale/master-setup.sh"} {
 		if !strings.Contains(ud, want) {
 			t.Errorf("master user data lacks %q", want)
 		}
@@ -542,16 +556,18 @@ func TestLambda(t *testing.T) {
 	}
 	env := get(in, "environment", "variables").(map[string]any)
 	wantEnv := map[string]string{
-		"SMARTSCALE_CLUSTER_ID":       "demo",
-		"SMARTSCALE_TABLE":            "state-physical",
-		"SMARTSCALE_LAUNCH_TEMPLATE":  "lt-worker",
-		"SMARTSCALE_SUBNETS":          "subnet-private-0,subnet-private-1",
-		"SMARTSCALE_INSTANCE_TYPES":   "t3.medium,t3a.medium",
-		"SMARTSCALE_SNS_TOPIC_ARN":    topicArn,
-		"PROMETHEUS_URL":              "http://" + testMasterIP + ":30090",
-		"SMARTSCALE_SLACK_SECRET_ARN": slackArn,
-		"SMARTSCALE_KUBE_SECRET_ARN":  kubeArn,
-		"SMARTSCALE_DRY_RUN":          "false",
+		"SMARTSCALE_HANDLES":               "tick,slack",
+		"SMARTSCALE_CLUSTER_ID":            "demo",
+		"SMARTSCALE_TABLE":                 "state-physical",
+		"SMARTSCALE_LAUNCH_TEMPLATE":       "lt-worker",
+		"SMARTSCALE_SUBNETS":               "subnet-private-0=us-east-1a,subnet-private-1=us-east-1b",
+		"SMARTSCALE_INSTANCE_TYPES":        "t3.medium,t3a.medium",
+		"SMARTSCALE_SNS_TOPIC_ARN":         topicArn,
+		"PROMETHEUS_URL":                   "http://" + testMasterIP + ":30090",
+		"SLACK_WEBHOOK_SECRET_ARN":         slackArn,
+		"SMARTSCALE_KUBECONFIG_SECRET_ARN": kubeArn,
+		"SMARTSCALE_LEASE":                 "3m",
+		"SMARTSCALE_DRY_RUN":               "false",
 	}
 	for k, v := range wantEnv {
 		if env[k] != v {
@@ -559,14 +575,17 @@ func TestLambda(t *testing.T) {
 		}
 	}
 	var pol map[string]any
-	if err := json.Unmarshal([]byte(fmtS(env["SMARTSCALE_POLICY_JSON"])), &pol); err != nil {
-		t.Fatalf("SMARTSCALE_POLICY_JSON: %v", err)
+	if err := json.Unmarshal([]byte(fmtS(env["POLICY_JSON"])), &pol); err != nil {
+		t.Fatalf("POLICY_JSON: %v", err)
 	}
 	for k, v := range map[string]float64{"min_workers": 2, "max_workers": 10, "scale_up_cpu_percent": 70, "scale_down_cpu_percent": 30,
 		"scale_up_memory_percent": 75, "scale_down_memory_percent": 50} {
 		if pol[k] != v {
 			t.Errorf("policy %s = %v, want %v", k, pol[k], v)
 		}
+	}
+	if len(env) != len(wantEnv)+1 {
+		t.Errorf("environment has %d variables, want %d: %v", len(env), len(wantEnv)+1, env)
 	}
 	for k, v := range env {
 		if strings.Contains(strings.ToLower(k), "token") || strings.Contains(fmtS(v), "hooks.slack.com") {
@@ -616,18 +635,36 @@ func TestStateTable(t *testing.T) {
 
 func TestAlarmsAndDashboard(t *testing.T) {
 	r := stack(t)
-	metrics := map[string]string{}
+	alarms := map[string]recorded{}
 	for _, a := range r.all(tAlarm) {
-		metrics[fmtS(a.Inputs["metricName"])] = fmtS(a.Inputs["namespace"])
+		alarms[a.Name] = a
 		if acts := a.Inputs["alarmActions"].([]any); len(acts) != 1 || acts[0] != topicArn {
 			t.Errorf("alarm %s notifies %v", a.Name, acts)
 		}
 	}
-	for m, ns := range map[string]string{"ScalingFailures": "SmartScale", "Errors": "AWS/Lambda", "LockHeld": "SmartScale"} {
-		if metrics[m] != ns {
-			t.Errorf("no alarm on %s/%s (have %v)", ns, m, metrics)
+	for _, name := range []string{"scaling-failures", "lambda-errors", "lock-held-too-long", "autoscaler-silent"} {
+		if _, ok := alarms[name]; !ok {
+			t.Fatalf("no alarm %s (have %v)", name, alarms)
 		}
 	}
+	q := get(alarms["scaling-failures"].Inputs, "metricQueries").([]any)[0].(map[string]any)
+	if q["expression"] != `SELECT SUM(ScalingFailures) FROM SCHEMA("SmartScale", cluster, error_type) WHERE cluster = 'demo'` {
+		t.Errorf("scaling failures query %v", q["expression"])
+	}
+	le := alarms["lambda-errors"].Inputs
+	if le["namespace"] != "AWS/Lambda" || le["metricName"] != "Errors" || get(le, "dimensions", "FunctionName") != "smartscale-demo" {
+		t.Errorf("lambda errors alarm %v", le)
+	}
+	lh := alarms["lock-held-too-long"].Inputs
+	if lh["namespace"] != "SmartScale" || lh["metricName"] != "LockHeld" || get(lh, "dimensions", "cluster") != "demo" {
+		t.Errorf("lock alarm %v", lh)
+	}
+	f := r.one(t, "aws:cloudwatch/logMetricFilter:LogMetricFilter", "lock-held")
+	if f.Inputs["logGroupName"] != "/aws/lambda/smartscale-demo" || !strings.Contains(fmtS(f.Inputs["pattern"]), `$.record.lock = "held"`) ||
+		get(f.Inputs, "metricTransformation", "name") != "LockHeld" || get(f.Inputs, "metricTransformation", "dimensions", "cluster") != "$.cluster" {
+		t.Errorf("lock-held metric filter %v", f.Inputs)
+	}
+
 	body := fmtS(r.one(t, tDash, "autoscaler").Inputs["dashboardBody"])
 	var d struct {
 		Widgets []struct {
@@ -642,14 +679,23 @@ func TestAlarmsAndDashboard(t *testing.T) {
 	seen := map[string]bool{}
 	for _, w := range d.Widgets {
 		for _, m := range w.Properties.Metrics {
-			if m[0] == "SmartScale" {
+			if m[0] == "SmartScale" && m[2] == "cluster" && m[3] == "demo" {
 				seen[m[1].(string)] = true
+			}
+			if e, ok := m[0].(map[string]any); ok {
+				if s := fmtS(e["expression"]); strings.HasPrefix(s, "SEARCH('{SmartScale,cluster,") {
+					name := s[strings.Index(s, `MetricName="`)+len(`MetricName="`):]
+					name = name[:strings.Index(name, `"`)]
+					if strings.Contains(s, `cluster="demo"`) {
+						seen[name] = true
+					}
+				}
 			}
 		}
 	}
 	for _, m := range []string{"AutoscalerInvocations", "ScaleUpEvents", "ScaleDownEvents", "ScalingFailures", "NodeJoinLatency", "LambdaExecutionTime"} {
 		if !seen[m] {
-			t.Errorf("dashboard lacks SmartScale/%s", m)
+			t.Errorf("dashboard lacks SmartScale/%s of cluster demo", m)
 		}
 	}
 }
@@ -703,3 +749,52 @@ func TestConfigProblemsAreReportedTogether(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// The documented example configuration deploys, names only keys the program reads, and its
+// thresholds reach the Lambda.
+func TestExampleStackConfig(t *testing.T) {
+	data, err := os.ReadFile("Pulumi.dev.yaml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Config map[string]any `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	zip := cfg["smartscale:lambdaZip"]
+	for k, v := range doc.Config {
+		ns, key, _ := strings.Cut(k, ":")
+		if ns == "smartscale" && !slices.Contains(configKeys, key) {
+			t.Errorf("example sets unknown key %s", k)
+		}
+		switch v := v.(type) {
+		case string:
+			cfg[k] = v
+		default:
+			b, _ := json.Marshal(v)
+			cfg[k] = string(b)
+		}
+	}
+	if doc.Config["aws:region"] == nil || doc.Config["smartscale:maxWorkers"] == nil || doc.Config["smartscale:scaleUpCpuPercent"] == nil {
+		t.Errorf("example lacks region or thresholds: %v", doc.Config)
+	}
+	cfg["smartscale:lambdaZip"] = zip // the example's ../dist path is not built in tests
+	res := runProgram(t, cfg)
+	if res.err != nil {
+		t.Fatalf("the example configuration fails: %v", res.err)
+	}
+	f := res.one(t, tFunction, "autoscaler")
+	var pol map[string]any
+	if err := json.Unmarshal([]byte(fmtS(get(f.Inputs, "environment", "variables", "POLICY_JSON"))), &pol); err != nil {
+		t.Fatal(err)
+	}
+	if pol["max_workers"] != float64(doc.Config["smartscale:maxWorkers"].(int)) {
+		t.Errorf("max_workers %v, example says %v", pol["max_workers"], doc.Config["smartscale:maxWorkers"])
+	}
+	if got := get(f.Inputs, "environment", "variables", "SMARTSCALE_INSTANCE_TYPES"); got != "t3.medium,t3a.medium" {
+		t.Errorf("instance types %v from the example's list", got)
+	}
+}

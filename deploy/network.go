@@ -14,6 +14,7 @@ type Network struct {
 	Vpc            *ec2.Vpc
 	PrivateSubnets []*ec2.Subnet // master, workers and the Lambda live here
 	PublicSubnets  []*ec2.Subnet // the NAT gateway only
+	Zones          []string      // availability zone of each private subnet, same order
 	MasterSG       *ec2.SecurityGroup
 	WorkerSG       *ec2.SecurityGroup
 	LambdaSG       *ec2.SecurityGroup
@@ -40,7 +41,7 @@ func (n *Network) PrivateSubnetIDs() pulumi.StringArray {
 // S3 do not pay NAT data charges. The trade-off: one NAT in one AZ is a single point of
 // failure for egress (not for the cluster itself); set one per AZ for production.
 func newNetwork(ctx *pulumi.Context, cfg Config, region string, azs []string) (*Network, error) {
-	n := &Network{}
+	n := &Network{Zones: azs}
 	name := cfg.ClusterID
 	var err error
 	n.Vpc, err = ec2.NewVpc(ctx, "vpc", &ec2.VpcArgs{

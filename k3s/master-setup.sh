@@ -2,12 +2,13 @@
 # SmartScale master setup: installs the K3s server, publishes the agent token to Secrets
 # Manager for the workers, taints the master against application workloads, deploys the
 # monitoring stack (Prometheus on NodePort 30090, node-exporter, kube-state-metrics) and the
-# autoscaler's RBAC, and publishes the autoscaler's API credentials for the Lambda.
+# autoscaler's RBAC, and publishes a kubeconfig of the autoscaler's service account for the
+# Lambda.
 #
 # Run as root on the master. The deploy program runs it from the master's user data with:
 #   SMARTSCALE_CLUSTER_ID       cluster id (tag smartscale.io/cluster)
 #   SMARTSCALE_TOKEN_SECRET_ID  secret that receives the K3s agent token (workers read it)
-#   SMARTSCALE_KUBE_SECRET_ID   secret that receives {server, ca, token} for the autoscaler
+#   SMARTSCALE_KUBECONFIG_SECRET_ID  secret that receives the autoscaler's kubeconfig (Lambda reads it)
 #   SMARTSCALE_LOG_GROUP        CloudWatch Logs group for this script's log (optional)
 #   K3S_VERSION                 K3s release, the same as the workers'
 #   MANIFEST_DIR                manifests to apply (default: manifests/ beside this script)
@@ -20,7 +21,7 @@ set -euo pipefail
 
 : "${SMARTSCALE_CLUSTER_ID:?SMARTSCALE_CLUSTER_ID is not set}"
 : "${SMARTSCALE_TOKEN_SECRET_ID:?SMARTSCALE_TOKEN_SECRET_ID is not set}"
-: "${SMARTSCALE_KUBE_SECRET_ID:=}"
+: "${SMARTSCALE_KUBECONFIG_SECRET_ID:=}"
 : "${SMARTSCALE_LOG_GROUP:=/smartscale/${SMARTSCALE_CLUSTER_ID}/nodes}"
 : "${K3S_VERSION:=v1.33.1+k3s1}"
 : "${MANIFEST_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/manifests}"
@@ -158,27 +159,35 @@ retry 30 deployed || { log "the monitoring manifests were not applied"; exit 1; 
 "${KUBECTL[@]}" -n monitoring rollout status deployment/kube-state-metrics --timeout=300s
 log "monitoring stack running; Prometheus on http://$private_ip:30090"
 
-# 5. The autoscaler's API credentials (service-account token of smartscale-autoscaler).
-if [ -n "$SMARTSCALE_KUBE_SECRET_ID" ]; then
+# 5. The autoscaler's kubeconfig: its service-account token, the cluster CA and the API at
+#    this node's private IP (in the server certificate's SANs), for the Lambda only.
+if [ -n "$SMARTSCALE_KUBECONFIG_SECRET_ID" ]; then
   sa_token() {
     "${KUBECTL[@]}" -n smartscale get secret smartscale-autoscaler-token -o jsonpath='{.data.token}' 2>/dev/null | grep -q .
   }
   retry 30 sa_token || { log "the autoscaler's service-account token was not issued"; exit 1; }
-  creds=$(mktemp)
-  chmod 0600 "$creds"
-  python3 - "$private_ip" >"$creds" <<'PY'
+  kubeconfig=$(mktemp)
+  chmod 0600 "$kubeconfig"
+  python3 - "$private_ip" "$SMARTSCALE_CLUSTER_ID" >"$kubeconfig" <<'PY'
 import base64, json, subprocess, sys
-def get(path):
-    out = subprocess.run(["/usr/local/bin/k3s", "kubectl", "-n", "smartscale", "get", "secret",
-                          "smartscale-autoscaler-token", "-o", "jsonpath={.data." + path + "}"],
-                         check=True, capture_output=True, text=True).stdout
-    return base64.b64decode(out).decode()
-print(json.dumps({"server": "https://%s:6443" % sys.argv[1], "ca": get("ca\\.crt"), "token": get("token")},
-                 sort_keys=True))
+
+def field(path):
+    return subprocess.run(["/usr/local/bin/k3s", "kubectl", "-n", "smartscale", "get", "secret",
+                           "smartscale-autoscaler-token", "-o", "jsonpath={.data." + path + "}"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+ip, cluster = sys.argv[1], sys.argv[2]
+print(json.dumps({
+    "apiVersion": "v1", "kind": "Config", "current-context": "smartscale",
+    "clusters": [{"name": cluster, "cluster": {"server": "https://%s:6443" % ip,
+                                               "certificate-authority-data": field("ca\\.crt")}}],
+    "users": [{"name": "smartscale-autoscaler", "user": {"token": base64.b64decode(field("token")).decode()}}],
+    "contexts": [{"name": "smartscale", "context": {"cluster": cluster, "user": "smartscale-autoscaler"}}],
+}, sort_keys=True))
 PY
-  retry 30 put_secret "$SMARTSCALE_KUBE_SECRET_ID" "$creds" ||
-    { rm -f "$creds"; log "could not store the autoscaler credentials"; exit 1; }
-  rm -f "$creds"
-  log "autoscaler API credentials stored in $SMARTSCALE_KUBE_SECRET_ID"
+  retry 30 put_secret "$SMARTSCALE_KUBECONFIG_SECRET_ID" "$kubeconfig" ||
+    { rm -f "$kubeconfig"; log "could not store the autoscaler's kubeconfig"; exit 1; }
+  rm -f "$kubeconfig"
+  log "autoscaler kubeconfig stored in $SMARTSCALE_KUBECONFIG_SECRET_ID"
 fi
 log "master setup complete"
