@@ -88,14 +88,16 @@ func Usage() string {
 // FromEnv reads the configuration with getenv (os.Getenv) and validates it: the error
 // lists every problem.
 func FromEnv(getenv func(string) string) (Config, error) {
-	c, perr := parse(getenv)
+	c, perr := Parse(getenv)
 	if err := c.Validate(); err != nil || perr != nil {
 		return c, errors.Join(perr, err)
 	}
 	return c, nil
 }
 
-func parse(getenv func(string) string) (Config, error) {
+// Parse reads the configuration without validating it for its roles; the error lists the
+// values that could not be read.
+func Parse(getenv func(string) string) (Config, error) {
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
@@ -228,7 +230,11 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Has(RoleTick) || c.Has(RoleExplain) {
-		need("PROMETHEUS_URL", c.PrometheusURL, RoleTick)
+		role := RoleExplain
+		if c.Has(RoleTick) {
+			role = RoleTick
+		}
+		need("PROMETHEUS_URL", c.PrometheusURL, role)
 		if c.PrometheusURL != "" {
 			if u, err := url.Parse(c.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				errs = append(errs, fmt.Errorf("PROMETHEUS_URL %q is not an http(s) URL", c.PrometheusURL))

@@ -80,11 +80,15 @@ func Decide(at time.Time, p engine.Policy, obs engine.Observation, st engine.Sta
 // HTTP or timeout failures on every one): then nothing was observed.
 func unreachable(r engine.Readings) error {
 	var errs []error
+	seen := map[string]bool{}
 	for _, n := range engine.QueryNames() {
 		rd := r.Get(n)
 		switch rd.Problem {
 		case engine.ProblemHTTP, engine.ProblemTimeout, engine.ProblemError, engine.ProblemMissing:
-			errs = append(errs, fmt.Errorf("%s: %s", n, rd.Detail))
+			if !seen[rd.Detail] {
+				seen[rd.Detail] = true
+				errs = append(errs, fmt.Errorf("%s: %s", n, rd.Detail))
+			}
 		default:
 			return nil
 		}
