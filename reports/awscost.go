@@ -29,7 +29,7 @@ type SelfUsage struct {
 	ReadUnits       float64       // DynamoDB read request units per invocation
 	LogBytes        float64       // CloudWatch Logs bytes per invocation (flight record + EMF)
 	RetentionMonths float64       // log retention
-	Metrics         int           // distinct custom metrics published with EMF
+	Metrics         int           // custom metric-months published with EMF (metrics are billed by the hour they are published)
 	Secrets         int           // secrets read (Slack webhook)
 	SecretCalls     float64       // GetSecretValue calls per invocation (cached per container)
 }
@@ -37,7 +37,7 @@ type SelfUsage struct {
 // DefaultSelfUsage returns the estimates of docs/costs.md.
 func DefaultSelfUsage() SelfUsage {
 	return SelfUsage{Every: 2 * time.Minute, MemoryMB: 256, BilledSeconds: 1.5, WriteUnits: 4, ReadUnits: 1,
-		LogBytes: 8 << 10, RetentionMonths: 1, Metrics: 8, Secrets: 1, SecretCalls: 0.1}
+		LogBytes: 8 << 10, RetentionMonths: 1, Metrics: 6, Secrets: 1, SecretCalls: 0.1}
 }
 
 // SelfCostLine is one service's monthly cost.
@@ -59,7 +59,7 @@ func SelfCost(u SelfUsage) ([]SelfCostLine, float64) {
 		{"DynamoDB reads (on-demand)", fmtf("%.0f RRU", inv*u.ReadUnits), inv * u.ReadUnits * DynamoPerReadUnitUSD},
 		{"CloudWatch Logs ingestion", fmtf("%.3f GB", logGB), logGB * LogsPerGBIngestedUSD},
 		{"CloudWatch Logs storage", fmtf("%.3f GB-month", logGB*u.RetentionMonths), logGB * u.RetentionMonths * LogsPerGBMonthStoredUSD},
-		{"CloudWatch custom metrics (EMF)", fmtf("%d metrics", u.Metrics), float64(u.Metrics) * MetricPerMonthUSD},
+		{"CloudWatch custom metrics (EMF)", fmtf("%d metric-months", u.Metrics), float64(u.Metrics) * MetricPerMonthUSD},
 		{"Secrets Manager", fmtf("%d secret, %.0f calls", u.Secrets, inv*u.SecretCalls),
 			float64(u.Secrets)*SecretPerMonthUSD + inv*u.SecretCalls/1e4*SecretPer10kCallsUSD},
 	}

@@ -33,7 +33,7 @@ func columns() []column {
 			if r.DemandSteps == 0 {
 				return "0 s (no shortfall)"
 			}
-			return fmt.Sprintf("%.0f / %.0f s (%d steps)", r.TimeToCapacitySeconds, r.MeanTimeToCapacityS, r.DemandSteps)
+			return fmt.Sprintf("%.0f / %.0f s (%d %s)", r.TimeToCapacitySeconds, r.MeanTimeToCapacityS, r.DemandSteps, plural(r.DemandSteps, "step"))
 		}},
 		{"ups / downs / flaps", func(r Row) string { return fmt.Sprintf("%d / %d / %d", r.ScaleUps, r.ScaleDowns, r.Flaps) }},
 		{"workers min–max", func(r Row) string { return fmt.Sprintf("%d–%d", r.MinWorkers, r.MaxWorkers) }},
@@ -193,4 +193,11 @@ func renderMarkdown(r Report, b *Built) []byte {
 	}
 	s.WriteString("\n")
 	return []byte(s.String())
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
