@@ -24,16 +24,22 @@ type DemandPoint struct {
 	Pending       float64   // pods pending at the end of the minute
 	MemoryPercent float64   // memory used, every node
 	Workers       int       // worker nodes recorded
-	RPS           float64   // requests/s the app cores (and the pending pods) stand for
+	Saturated     bool      // the workers' CPUs were at least SaturatedPercent busy
+	RPS           float64   // requests/s the app cores (and, when saturated, the pending pods) stand for
 }
+
+// SaturatedPercent is the worker CPU share above which served load understates demand.
+const SaturatedPercent = 90
 
 // Demand derives the demand of every whole minute of the recording:
 //
 //	busy cores   = per CPU, 1 - idle seconds / elapsed seconds over the minute, summed over
 //	               the workers' CPUs (node-exporter's node_cpu_seconds_total{mode="idle"});
 //	app cores    = worker busy cores - each worker's system share (sim.Node.SystemCPUUsePct);
-//	unmet cores  = pending pods x the HPA target x the pod CPU request: the pods the HPA asked
-//	               for and the fleet had no room for would have run at the target;
+//	unmet cores  = when the workers are saturated (CPU >= SaturatedPercent), pending pods x
+//	               the HPA target x the pod CPU request: the pods the HPA asked for and the
+//	               fleet had no room for would have run at the target. Below saturation the
+//	               served load is the demand, and pending pods are only the HPA's headroom;
 //	requests/s   = (app cores + unmet cores) / (sim.App.CPUMsPerRequest / 1000).
 //
 // Memory is reported, not driven: the simulated app's memory follows from its requests/s.
@@ -91,10 +97,8 @@ func Demand(r *Recording, v *View, sim scenarios.Sim) ([]DemandPoint, error) {
 	perReq := app.CPUMsPerRequest / 1000
 	unmetPerPod := sim.HPA.TargetCPUPercent / 100 * float64(app.CPURequestm) / 1000
 	var out []DemandPoint
-	for te := first.Truncate(time.Minute).Add(time.Minute); !te.After(last); te = te.Add(time.Minute) {
-		if te.Sub(first) < time.Minute {
-			continue
-		}
+	// The first minute is a warm-up: its counters may start mid-minute.
+	for te := first.Truncate(time.Minute).Add(2 * time.Minute); !te.After(last); te = te.Add(time.Minute) {
 		p := DemandPoint{Time: te.UTC(), Workers: v.Workers(te)}
 		busyOf := map[string]float64{}
 		for _, c := range cpus {
@@ -111,13 +115,17 @@ func Demand(r *Recording, v *View, sim scenarios.Sim) ([]DemandPoint, error) {
 			nodes = append(nodes, n)
 		}
 		slices.Sort(nodes) // fixed summation order: deterministic
+		workerCores, workerBusy := 0, 0.0
 		for _, n := range nodes {
 			b := busyOf[n]
 			p.BusyCores += b
 			if !v.ControlPlane(n) {
 				p.AppCores += max(0, b-float64(coresOf[n])*sim.Node.SystemCPUUsePct/100)
+				workerCores += coresOf[n]
+				workerBusy += b
 			}
 		}
+		p.Saturated = workerCores > 0 && 100*workerBusy/float64(workerCores) >= SaturatedPercent
 		for _, s := range pending {
 			if _, val, ok := valueAt(s, te); ok && !math.IsNaN(val) {
 				p.Pending += val
@@ -137,7 +145,11 @@ func Demand(r *Recording, v *View, sim scenarios.Sim) ([]DemandPoint, error) {
 		if total > 0 {
 			p.MemoryPercent = 100 * (1 - avail/total)
 		}
-		p.RPS = round2((p.AppCores + p.Pending*unmetPerPod) / perReq)
+		cores := p.AppCores
+		if p.Saturated {
+			cores += p.Pending * unmetPerPod
+		}
+		p.RPS = round2(cores / perReq)
 		out = append(out, p)
 	}
 	if len(out) == 0 {
@@ -209,11 +221,11 @@ func Scenario(name, description string, demand []DemandPoint, base scenarios.Sim
 // WriteDemand writes the derived demand as CSV, one row per minute.
 func WriteDemand(w io.Writer, demand []DemandPoint) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"time", "busy_cores", "app_cores", "pending_pods", "memory_percent", "workers", "rps"})
+	_ = cw.Write([]string{"time", "busy_cores", "app_cores", "pending_pods", "memory_percent", "workers", "saturated", "rps"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, d := range demand {
 		if err := cw.Write([]string{d.Time.Format(time.RFC3339), f(d.BusyCores), f(d.AppCores), f(d.Pending),
-			f(d.MemoryPercent), strconv.Itoa(d.Workers), f(d.RPS)}); err != nil {
+			f(d.MemoryPercent), strconv.Itoa(d.Workers), strconv.FormatBool(d.Saturated), f(d.RPS)}); err != nil {
 			return err
 		}
 	}
