@@ -68,6 +68,8 @@ func newCluster(ctx *pulumi.Context, cfg Config, acct Account, net *Network, ami
 	if c.Key, err = kms.NewKey(ctx, "secrets", &kms.KeyArgs{
 		Description:       pulumi.Sprintf("SmartScale %s secrets", cfg.ClusterID),
 		EnableKeyRotation: pulumi.Bool(true),
+		// Shortest waiting period: a destroyed stack stops paying for its key sooner.
+		DeletionWindowInDays: pulumi.Int(7),
 		Policy: pulumi.String(policyJSON(Statement{
 			Sid: "AccountAdministers", Effect: "Allow",
 			Principal: map[string]any{"AWS": fmt.Sprintf("arn:%s:iam::%s:root", acct.Partition, acct.ID)},

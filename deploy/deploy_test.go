@@ -722,10 +722,17 @@ func TestOutputs(t *testing.T) {
 		"topicName":     "events-physical",
 		"topicArn":      topicArn,
 		"functionName":  "smartscale-demo",
+		"clusterId":     "demo",
+		"nodeLogGroup":  "/smartscale/demo/nodes",
 	}
 	for k, v := range want {
 		if out[k] != v {
 			t.Errorf("output %s = %q, want %q", k, out[k], v)
+		}
+	}
+	for _, k := range []string{"masterInstanceId", "launchTemplateId", "tokenSecretArn", "slackSecretArn", "kubeSecretArn", "vpcId", "scheduleRuleName"} {
+		if out[k] == "" {
+			t.Errorf("output %s missing", k)
 		}
 	}
 }

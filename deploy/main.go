@@ -103,5 +103,7 @@ func (s *Stack) Outputs() map[string]pulumi.Input {
 		"kubeSecretArn":    s.Cluster.KubeSecret.Arn,
 		"vpcId":            s.Network.Vpc.ID(),
 		"clusterId":        pulumi.String(s.Config.ClusterID),
+		"scheduleRuleName": s.Autoscaler.Schedule.Name,
+		"nodeLogGroup":     s.Cluster.NodeLogGroup.Name,
 	}
 }
