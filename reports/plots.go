@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -60,13 +61,34 @@ var (
 type timeAxis struct {
 	unit  time.Duration
 	label string
+	end   float64 // the run's length in units
 }
 
 func axisFor(d time.Duration) timeAxis {
 	if d <= 3*time.Hour {
-		return timeAxis{time.Minute, "minutes since start"}
+		return timeAxis{time.Minute, "minutes since start", d.Minutes()}
 	}
-	return timeAxis{time.Hour, "hours since start"}
+	return timeAxis{time.Hour, "hours since start", d.Hours()}
+}
+
+// ticks are round marks from 0 to the end: at most about 12 labelled ones.
+func (a timeAxis) ticks() plot.ConstantTicks {
+	step := 1.0
+	for _, s := range []float64{1, 2, 5, 10, 15, 20, 30, 60, 120, 240, 480, 720} {
+		step = s
+		if a.end/s <= 12 {
+			break
+		}
+	}
+	var ts plot.ConstantTicks
+	for i := 0; float64(i)*step <= a.end+1e-9; i++ {
+		v := float64(i) * step
+		ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+		if step >= 2 && float64(i)*step+step/2 <= a.end {
+			ts = append(ts, plot.Tick{Value: v + step/2}) // minor
+		}
+	}
+	return ts
 }
 
 func (a timeAxis) x(t time.Time) float64 { return float64(t.Sub(world.Epoch)) / float64(a.unit) }
@@ -75,6 +97,8 @@ func newPlot(title, ylabel string, ax timeAxis) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = ax.label
+	p.X.Min, p.X.Max = 0, ax.end
+	p.X.Tick.Marker = ax.ticks()
 	p.Y.Label.Text = ylabel
 	p.Legend.Top = true
 	p.Legend.Left = true
