@@ -204,7 +204,7 @@ func parseJSONData(dec *json.Decoder, b *builder, doc int, fail func(int64, erro
 }
 
 func addJSONSeries(b *builder, doc int, s jsonSeries) error {
-	lset := labels.FromMap(s.Metric)
+	lset := dropEmpty(labels.FromMap(s.Metric))
 	if len(s.Histograms) > 0 && string(s.Histograms) != "null" {
 		return fmt.Errorf("series %s: native histograms are not supported", SeriesName(lset))
 	}
@@ -354,7 +354,9 @@ func parseSampleLine(line string) (labels.Labels, int64, float64, error) {
 			if err != nil {
 				return labels.EmptyLabels(), 0, 0, fmt.Errorf("value of label %q: bad escape in %s", name, line[j:k+1])
 			}
-			lb.Add(name, val)
+			if val != "" { // an empty value is an absent label
+				lb.Add(name, val)
+			}
 			i = k + 1
 		}
 	}

@@ -238,6 +238,7 @@ func fmtMillis(t int64) string { return time.UnixMilli(t).UTC().Format("2006-01-
 func FromStore(st *metrics.Store, every time.Duration, keep func(labels.Labels) bool) *Recording {
 	b := newBuilder()
 	st.Series(func(lset labels.Labels, ts []int64, vs []float64) {
+		lset = dropEmpty(lset)
 		if !slices.Contains(Metrics(), lset.Get(labels.MetricName)) || keep != nil && !keep(lset) {
 			return
 		}
@@ -271,4 +272,20 @@ func SeriesName(lset labels.Labels) string {
 	})
 	b.WriteByte('}')
 	return b.String()
+}
+
+// dropEmpty removes labels with empty values: Prometheus treats them as absent.
+func dropEmpty(lset labels.Labels) labels.Labels {
+	empty := false
+	lset.Range(func(l labels.Label) { empty = empty || l.Value == "" })
+	if !empty {
+		return lset
+	}
+	b := labels.NewBuilder(lset)
+	lset.Range(func(l labels.Label) {
+		if l.Value == "" {
+			b.Del(l.Name)
+		}
+	})
+	return b.Labels()
 }
