@@ -128,3 +128,25 @@ func share(mode string, busy float64) float64 {
 
 // Const returns a function with the same value at every offset.
 func Const[T any](v T) func(time.Duration) T { return func(time.Duration) T { return v } }
+
+// Busy is the runtime tests' standard hour from start: a control plane and two workers with
+// 2 CPUs each, CPU 20% busy for 30 minutes then 78%, memory 40% used, 2 pods pending from
+// minute 40.
+func Busy(start time.Time) Cluster {
+	return Cluster{
+		Start: start, Duration: time.Hour, Nodes: []string{"master", "worker-1", "worker-2"},
+		Busy: func(off time.Duration) float64 {
+			if off < 30*time.Minute {
+				return 0.20
+			}
+			return 0.78
+		},
+		MemUsed: Const(0.40),
+		Pending: func(off time.Duration) int {
+			if off < 40*time.Minute {
+				return 0
+			}
+			return 2
+		},
+	}
+}
