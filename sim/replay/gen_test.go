@@ -1,16 +1,17 @@
 package replay
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,10 +137,10 @@ const (
 )
 
 // generateFlight runs the simulator and writes its per-tick records as a CloudWatch Logs
-// export: each tick's record inside the Lambda's JSON log line ({"level":"INFO","msg":"tick",
-// "record":{...}}), wrapped as {"timestamp":ms,"message":"<line>"}; every fifth tick is left
-// unwrapped (a raw log line), and START/REPORT lines sit between invocations, as in a real
-// export.
+// export of the Lambda's logs: each tick's engine.Record logged the way runtime/handler logs
+// it (slog JSON, msg "tick", the record under "record"), wrapped as
+// {"timestamp":ms,"message":"<line>"}; every fifth tick is left unwrapped (a raw log line),
+// and START/REPORT lines sit between invocations, as in a real export.
 func generateFlight(t testing.TB) []byte {
 	t.Helper()
 	sc, err := scenarios.Load(flightScenario)
@@ -154,36 +155,38 @@ func generateFlight(t testing.TB) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines bytes.Buffer
-	if err := world.WriteDecisions(&lines, res.Records); err != nil {
-		t.Fatal(err)
-	}
 	var out bytes.Buffer
-	sc2 := bufio.NewScanner(&lines)
-	sc2.Buffer(nil, maxLine)
-	for i := 0; sc2.Scan(); i++ {
-		rec := res.Records[i]
+	wrap := func(msg string, at int64) {
+		b, _ := json.Marshal(struct {
+			Timestamp int64  `json:"timestamp"`
+			Message   string `json:"message"`
+		}{at, msg})
+		out.Write(b)
+		out.WriteByte('\n')
+	}
+	for i, rec := range res.Records {
+		var line bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(&line, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Time(slog.TimeKey, rec.Time.Add(800*time.Millisecond)) // the virtual clock, not the wall
+			}
+			return a
+		}}))
+		log.LogAttrs(context.Background(), slog.LevelInfo, "tick",
+			slog.String("cluster", "sim"),
+			slog.String("tick", rec.Time.Format(time.RFC3339)),
+			slog.String("decision", string(rec.Decision.Action)),
+			slog.String("reason", rec.Decision.Reason),
+			slog.Any("record", rec))
 		ms := rec.Time.UnixMilli()
 		reqID := fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
-		logLine := fmt.Sprintf(`{"time":%q,"level":"INFO","msg":"tick","cluster":"sim","decision":%q,"reason":%q,"tick":%d,"record":%s}`,
-			rec.Time.UTC().Format(time.RFC3339Nano), rec.Decision.Action, rec.Decision.Reason, i+1, sc2.Bytes())
-		start := fmt.Sprintf("START RequestId: %s Version: $LATEST", reqID)
-		report := fmt.Sprintf("REPORT RequestId: %s\tDuration: 812.40 ms\tBilled Duration: 813 ms\tMemory Size: 256 MB\tMax Memory Used: 41 MB", reqID)
-		wrap := func(msg string, at int64) {
-			b, _ := json.Marshal(struct {
-				Timestamp int64  `json:"timestamp"`
-				Message   string `json:"message"`
-			}{at, msg})
-			out.Write(b)
-			out.WriteByte('\n')
-		}
-		wrap(start, ms-900)
+		wrap(fmt.Sprintf("START RequestId: %s Version: $LATEST", reqID), ms)
 		if i%5 == 4 {
-			out.WriteString(logLine + "\n")
+			out.Write(line.Bytes())
 		} else {
-			wrap(logLine, ms)
+			wrap(strings.TrimSuffix(line.String(), "\n"), ms+800)
 		}
-		wrap(report, ms+10)
+		wrap(fmt.Sprintf("REPORT RequestId: %s\tDuration: 812.40 ms\tBilled Duration: 813 ms\tMemory Size: 256 MB\tMax Memory Used: 41 MB", reqID), ms+810)
 	}
 	return out.Bytes()
 }
