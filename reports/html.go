@@ -57,6 +57,19 @@ type htmlData struct {
 	Primary                                                 string
 	Charts                                                  []htmlChart
 	Single                                                  bool
+	Notes                                                   []note
+}
+
+type note struct{ Policy, Text string }
+
+func notes(r Report, rows []Row) []note {
+	var out []note
+	for _, row := range rows {
+		if t, ok := r.Notes[row.Policy]; ok {
+			out = append(out, note{row.Policy, t})
+		}
+	}
+	return out
 }
 
 var htmlTmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -88,7 +101,10 @@ SLO: p95 &le; {{.SLOms}} ms and at most {{.SLODrop}}% of requests dropped per mi
 <tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
-{{if .Single}}<p>Run with <code>-compare</code> for the baselines, the savings and the oracle multiple.</p>{{end}}
+{{if .Notes}}<ul>
+{{range .Notes}}<li><b>{{.Policy}}</b>: {{.Text}}</li>
+{{end}}</ul>
+{{end}}{{if .Single}}<p>Run with <code>-compare</code> for the baselines, the savings and the oracle multiple.</p>{{end}}
 <p>Cost is workers (per-second billing, 60 s minimum, running to terminated) plus the always-on master;
 "per month" extrapolates the run's average rate to 30 days. Definitions: docs/measures.md in the repository.</p>
 
@@ -138,6 +154,7 @@ func renderHTML(r Report, b *Built, fonts string) ([]byte, error) {
 		Self: b.SelfLines, SelfTotal: b.SelfTotal, Primary: b.Rows[0].Policy, Single: len(b.Rows) == 1,
 	}
 	d.Head, d.Rows = tableRows(b.Rows)
+	d.Notes = notes(r, b.Rows)
 	d.SelfRun = b.SelfTotal * r.Scenario.Duration().Seconds() / monthSeconds
 	d.PrimaryMonth = b.Rows[0].CostPerMonthUSD + b.SelfTotal
 	for _, c := range b.Charts {
@@ -175,6 +192,12 @@ func renderMarkdown(r Report, b *Built) []byte {
 	s.WriteString("\n")
 	for _, row := range rows {
 		s.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	if ns := notes(r, b.Rows); len(ns) > 0 {
+		s.WriteString("\n")
+		for _, n := range ns {
+			fmt.Fprintf(&s, "- **%s**: %s\n", n.Policy, n.Text)
+		}
 	}
 	fmt.Fprintf(&s, "\nThe autoscaler's own AWS cost (docs/costs.md): $%.4f per month", b.SelfTotal)
 	fmt.Fprintf(&s, " (")

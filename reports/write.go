@@ -27,6 +27,8 @@ type Report struct {
 	Results []*world.Result
 	// Self is the autoscaler's own AWS usage (zero value: DefaultSelfUsage).
 	Self SelfUsage
+	// Notes describe the policies by name (shown under the table).
+	Notes map[string]string
 }
 
 // Files written by Write, besides the plots (plots/<name>.png and .svg).

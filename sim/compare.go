@@ -49,7 +49,7 @@ func writeReport(ctx context.Context, o options, sc scenarios.Scenario, pol engi
 		results = append(results, more...)
 	}
 	b, err := reports.Write(out, reports.Report{Scenario: sc, Seed: o.seed, Policy: pol,
-		Command: command(o, o.scenario, o.compare), Results: results})
+		Command: command(o, o.scenario, o.compare), Results: results, Notes: policyNotes()})
 	if err != nil {
 		return fmt.Errorf("writing the report: %w", err)
 	}
@@ -59,6 +59,15 @@ func writeReport(ctx context.Context, o options, sc scenarios.Scenario, pol engi
 	}
 	logf("report: %s\n", filepath.Join(out, reports.FileHTML))
 	return nil
+}
+
+// policyNotes describes every compared policy for the reports.
+func policyNotes() map[string]string {
+	m := map[string]string{}
+	for _, b := range baseline.All() {
+		m[b.Name] = b.Description
+	}
+	return m
 }
 
 func printComparison(w io.Writer, rows []reports.Row) {
@@ -117,7 +126,7 @@ func reportAll(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		dir := filepath.Join(o.report, sc.Name)
 		t := time.Now()
 		b, err := reports.Write(dir, reports.Report{Scenario: sc, Seed: o.seed, Policy: pol,
-			Command: command(o, sc.Name, true), Results: results[i*per : (i+1)*per]})
+			Command: command(o, sc.Name, true), Results: results[i*per : (i+1)*per], Notes: policyNotes()})
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", sc.Name, err))
 		}

@@ -285,3 +285,58 @@ func TestCALikeRules(t *testing.T) {
 		t.Errorf("%d scale-up records, %d events", acted, ups)
 	}
 }
+
+// TestOracleNodesReadyInTime: launched the p90 boot + join + ready time ahead, few of the
+// oracle's nodes are Ready after the plan needs them (each of the two drawn latencies beats
+// its p90 one time in ten, their sum far less often).
+func TestOracleNodesReadyInTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every built-in scenario")
+	}
+	launched, late := 0, 0
+	var worst time.Duration
+	for _, name := range scenarios.Names() {
+		sc, err := scenarios.Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.Duration() > 6*time.Hour {
+			continue // the day adds little but time
+		}
+		for _, seed := range seeds {
+			for _, bn := range []string{Oracle, OracleTick} {
+				b, _ := ByName(bn)
+				cfg := b.Config(sc, seed, engine.DefaultPolicy())
+				var as world.Autoscaler
+				inner := cfg.Autoscaler
+				cfg.Autoscaler = func(w *world.World) (world.Autoscaler, error) {
+					a, err := inner(w)
+					as = a
+					return a, err
+				}
+				w, err := world.New(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.Run(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				n, maxLate, ok := Lateness(as)
+				if !ok {
+					t.Fatalf("%s is not an oracle", bn)
+				}
+				pl := NewPlan(sc, cfg.Policy, bn == OracleTick)
+				launched += len(pl.Nodes) - pl.Initial
+				late += n
+				worst = max(worst, maxLate)
+			}
+		}
+	}
+	t.Logf("%d of %d launched oracle nodes Ready late, the worst by %v", late, launched, worst)
+	if launched < 20 {
+		t.Fatalf("only %d launches to judge", launched)
+	}
+	if float64(late) > 0.15*float64(launched) {
+		t.Errorf("%d of %d oracle nodes were Ready late (worst %v)", late, launched, worst)
+	}
+}

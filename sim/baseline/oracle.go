@@ -232,6 +232,11 @@ type oracle struct {
 	reasons         []string
 	launchedThrough int // plan.Nodes[:launchedThrough] are launched (snap)
 	released        map[int]bool
+	joined          map[int]bool
+	// Late counts the planned nodes that became Ready after the plan needed them; MaxLate
+	// is the longest such delay (the drawn latencies beat the p90 lead).
+	Late    int
+	MaxLate time.Duration
 }
 
 // schedule puts the exact oracle's actions on the event loop.
@@ -322,7 +327,46 @@ func (o *oracle) release(i int) {
 	_ = o.w.Notify(ctx, ev)
 }
 
+// checkJoins records, once per launched node, when it became Ready against when the plan
+// needed it.
+func (o *oracle) checkJoins() {
+	if o.joined == nil {
+		o.joined = map[int]bool{}
+	}
+	ready := event.Seconds(o.w.Sim.Cloud.ReadyDelayS)
+	for i := o.plan.Initial; i < len(o.plan.Nodes); i++ {
+		id := o.ids[i]
+		if id == "" || o.joined[i] {
+			continue
+		}
+		n := o.w.Cluster.NodeByInstance(id)
+		if n == nil || !n.Ready {
+			continue
+		}
+		o.joined[i] = true
+		in, _ := o.w.Cloud.Get(id)
+		readyAt := n.Created.Add(ready)
+		a := engine.Act{Kind: "joined", Instances: []string{id}, Node: n.Name, Result: "ok",
+			JoinSeconds: readyAt.Sub(in.LaunchedAt).Seconds()}
+		if late := readyAt.Sub(world.Epoch.Add(o.plan.Nodes[i].Ready)); late > 0 {
+			o.Late++
+			o.MaxLate = max(o.MaxLate, late)
+			a.Error = fmt.Sprintf("Ready %v after the plan needed it", late)
+		}
+		o.acts = append(o.acts, a)
+	}
+}
+
+// Lateness reports the late nodes of an oracle autoscaler (ok false for other autoscalers).
+func Lateness(a world.Autoscaler) (late int, maxLate time.Duration, ok bool) {
+	if o, is := a.(*oracle); is {
+		return o.Late, o.MaxLate, true
+	}
+	return 0, 0, false
+}
+
 func (o *oracle) Tick(_ context.Context, now time.Time) (engine.Record, error) {
+	o.checkJoins()
 	if o.plan.Snap {
 		off := now.Sub(world.Epoch)
 		if o.released == nil {
