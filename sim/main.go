@@ -37,6 +37,7 @@ type options struct {
 	policy   string
 	list     bool
 	quiet    bool
+	chaos    string        // fault kinds, "all", "list" or an explicit schedule (sim/chaos.go)
 	compare  bool          // run every baseline on the same seed (sim/compare.go)
 	report   string        // every built-in scenario with every baseline into this directory
 	replay   replayOptions // -replay, -closed-loop, -flight (sim/replay.go)
@@ -79,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.policy, "policy", "", "JSON `FILE` of policy overrides on the defaults (snake_case keys, durations like \"5m\")")
 	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios, one line each, and exit")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
+	fs.StringVar(&o.chaos, "chaos", "", "inject faults and check the invariants: `KINDS` (comma-separated), \"all\", \"list\" (the catalogue), or an explicit schedule kind@start+length#param,...")
 	addReplayFlags(fs, &o.replay)
 	fs.BoolVar(&o.compare, "compare", false, "also run every baseline (static-max, static-5, ca-like, oracle, oracle-tick) on the same seed: comparison.json and a comparison report")
 	fs.StringVar(&o.report, "report", "", "run every built-in scenario with every baseline and write the reports and DIR/index.html into `DIR`")
@@ -105,6 +107,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.list {
 		return listScenarios(stdout, stderr)
+	}
+	if o.chaos != "" {
+		return runChaos(ctx, o, stdout, stderr)
 	}
 	if handled, code := runReplay(ctx, o, stdout, stderr); handled { // sim/replay.go
 		return code
