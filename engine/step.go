@@ -197,6 +197,7 @@ func (t *tick) run() error {
 		}
 	}
 	t.adjustForLag()
+	t.adjustForGone()
 	d := Decide(t.now, p, t.obs, t.st)
 	if busy && d.Action != ActionScaleUp {
 		d = Decision{Action: ActionBusy, Reason: "finishing operation " + busyOp,
@@ -254,6 +255,37 @@ func (t *tick) adjustForLag() {
 	t.obs.Launching += lag
 }
 
+// adjustForGone counts the registered workers from the live node list, the same list
+// Launching is counted from, leaving out NotReady nodes whose instance is not in the cloud's
+// list of live managed workers. count(kube_node_info) lags the node list by up to a scrape
+// (a node that just registered was counted neither as registered nor as launching, so a
+// second worker was launched), and it keeps an interrupted or terminated instance's node
+// object until someone deletes it (the fleet stayed below min for good).
+func (t *tick) adjustForGone() {
+	if t.s.Cloud == nil || t.s.Cluster == nil {
+		return
+	}
+	alive := map[string]bool{}
+	for _, in := range t.obs.Instances {
+		if in.State == InstancePending || in.State == InstanceRunning {
+			alive[in.ID] = true
+		}
+	}
+	if op := t.st.Operation; op != nil {
+		for _, id := range op.Instances { // may be hidden by DescribeInstances lag
+			alive[id] = true
+		}
+	}
+	n := 0
+	for _, nd := range t.obs.Nodes {
+		if nd.ControlPlane || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
+			continue
+		}
+		n++
+	}
+	t.obs.RegisteredWorkers = n
+}
+
 // reconcile finishes or rolls back the operation a previous tick left. It reports busy when
 // the operation is still under way or just did something this tick.
 func (t *tick) reconcile() (busy bool, err error) {
@@ -279,7 +311,10 @@ func (t *tick) reconcile() (busy bool, err error) {
 func (t *tick) watchJoin(op *Operation) error {
 	ready := map[string]Node{}
 	for _, n := range t.obs.Nodes {
-		if n.Ready {
+		// A node with pods has been Ready (pods are only scheduled on Ready nodes): it
+		// joined, and a NotReady spell now is no failed join. Terminating it would kill
+		// its pods without eviction.
+		if n.Ready || (n.Pods > 0 && n.InstanceID != "") {
 			ready[n.InstanceID] = n
 		}
 	}

@@ -73,6 +73,10 @@ type Summary struct {
 	TickErrors                  int            `json:"tick_errors"`
 	Evictions                   int            `json:"evictions"`
 	EvictionsBlocked            int            `json:"evictions_blocked"`
+	// FaultsInjected and InvariantViolations are set by chaos runs only (sim/chaos):
+	// faults fired per kind, and the invariants broken ([] when all hold).
+	FaultsInjected      map[string]int `json:"faults_injected,omitzero"`
+	InvariantViolations []string       `json:"invariant_violations,omitzero"`
 }
 
 type measures struct {
