@@ -239,6 +239,15 @@ func UsageChart(res *world.Result, dur time.Duration, pol engine.Policy) (*plot.
 		}
 	}
 	p.Y.Min, p.Y.Max = 0, 140 // room for the legend above 100%
+	var ticks plot.ConstantTicks
+	for v := 0; v <= 100; v += 10 {
+		t := plot.Tick{Value: float64(v)}
+		if v%20 == 0 {
+			t.Label = strconv.Itoa(v)
+		}
+		ticks = append(ticks, t)
+	}
+	p.Y.Tick.Marker = ticks
 	return p, nil
 }
 
