@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/smartscale/smartscale/scenarios"
+)
+
+// TestReplayCLI: -replay writes the open-loop outputs, byte-identical on a second run.
+func TestReplayCLI(t *testing.T) {
+	rec := filepath.Join("..", "testdata", "recordings", "diurnal-day.json")
+	outs := []string{t.TempDir(), t.TempDir()}
+	for _, out := range outs {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{"-replay", rec, "-out", out}, &stdout, &stderr); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), "scale-ups") {
+			t.Errorf("stdout:\n%s", stdout.String())
+		}
+	}
+	for _, f := range []string{"decisions.jsonl", "timeline.csv", "summary.json", "policy.json"} {
+		a, err := os.ReadFile(filepath.Join(outs[0], f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(outs[1], f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two runs (or is empty)", f)
+		}
+	}
+}
+
+// TestClosedLoopScenario: -replay -closed-loop makes a scenario the rest of the CLI runs
+// like any other, and writes it beside the outputs.
+func TestClosedLoopScenario(t *testing.T) {
+	out := t.TempDir()
+	o, err := parseFlags([]string{"-replay", filepath.Join("..", "testdata", "recordings", "weekly-peak.json"), "-closed-loop",
+		"-replay-sim", filepath.Join("..", "testdata", "recordings", "weekly-peak.scenario.json"), "-out", out}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := loadScenario(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Name != "replay-weekly-peak" || sc.Sim.InitialWorkers != 4 || sc.Duration() < 23*60*60*1e9 {
+		t.Errorf("scenario %s, %d workers, %v", sc.Name, sc.Sim.InitialWorkers, sc.Duration())
+	}
+	again, err := scenarios.Load(filepath.Join(out, "scenario.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.PeakRate() != sc.PeakRate() || len(again.Stages) != len(sc.Stages) {
+		t.Error("scenario.json does not load back to the derived scenario")
+	}
+	if _, err := os.Stat(filepath.Join(out, "demand.csv")); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestFlightCLI: exit 0 when every decision is reproduced, 1 with the tick when one is not.
+func TestFlightCLI(t *testing.T) {
+	file := filepath.Join("..", "testdata", "flight", "flash-sale-export.jsonl")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-flight", file}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "byte for byte") {
+		t.Errorf("stdout:\n%s", stdout.String())
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	lines[1] = strings.Replace(lines[1], `\"action\":\"none\",\"delta\":0`, `\"action\":\"scale_up\",\"delta\":1`, 1)
+	tampered := filepath.Join(t.TempDir(), "tampered.jsonl")
+	if err := os.WriteFile(tampered, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := run(context.Background(), []string{"-flight", tampered}, &stdout, &stderr); code != 1 {
+		t.Fatalf("tampered export: exit %d, want 1\n%s", code, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "tick 2026-01-05T00:02:05Z (line 2)") {
+		t.Errorf("the mismatch does not name the tick:\n%s", stdout.String())
+	}
+}
+
+func TestRecordFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"record", "-from", "now-1h"}, &bytes.Buffer{}, &stderr); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	for _, w := range []string{"-prometheus URL is required", "-out FILE is required"} {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("stderr lacks %q: %s", w, stderr.String())
+		}
+	}
+}
