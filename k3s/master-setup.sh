@@ -128,8 +128,8 @@ if [ -x /usr/local/bin/k3s ]; then
 fi
 if [ "$installed" != "$K3S_VERSION" ] || ! systemctl is-active --quiet k3s; then
   installer=$(mktemp)
-  curl -sSfL --retry 5 -o "$installer" "https://raw.githubusercontent.com/k3s-io/k3s/$K3S_VERSION/install.sh"
-  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="server" sh "$installer"
+  curl -sSfL --retry 5 -o "$installer" "https://raw.githubusercontent.com/k3s-io/k3s/${K3S_VERSION//+/%2B}/install.sh"
+  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_SKIP_SELINUX_RPM=true INSTALL_K3S_EXEC="server" sh "$installer"
   rm -f "$installer"
 else
   log "k3s $installed already running"

@@ -20,8 +20,8 @@ set -euo pipefail
 : "${SMARTSCALE_LOG_GROUP:=/smartscale/${SMARTSCALE_CLUSTER_ID}/nodes}"
 : "${K3S_VERSION:=v1.33.1+k3s1}"
 : "${SMARTSCALE_WAIT_TRIES:=60}" # bounded waits: tries x 10 s
-LOG_FILE=/var/log/smartscale-worker.log
-TOKEN_FILE=/etc/rancher/k3s/agent-token
+LOG_FILE=${SMARTSCALE_WORKER_LOG:-/var/log/smartscale-worker.log}
+TOKEN_FILE=${SMARTSCALE_TOKEN_FILE:-/etc/rancher/k3s/agent-token}
 
 mkdir -p "$(dirname "$LOG_FILE")"
 exec > >(tee -a "$LOG_FILE") 2>&1
@@ -140,10 +140,12 @@ if [ "$api_up" != true ]; then
   exit 1
 fi
 
-# Install and join. The installer is pinned to the release's own install.sh.
+# Install and join. The installer is pinned to the release's own install.sh; Amazon Linux
+# 2023 runs SELinux permissive and has no k3s-selinux package, so the RPM step is skipped.
 installer=$(mktemp)
-curl -sSfL --retry 5 -o "$installer" "https://raw.githubusercontent.com/k3s-io/k3s/$K3S_VERSION/install.sh"
+curl -sSfL --retry 5 -o "$installer" "https://raw.githubusercontent.com/k3s-io/k3s/${K3S_VERSION//+/%2B}/install.sh"
 INSTALL_K3S_VERSION="$K3S_VERSION" \
+  INSTALL_K3S_SKIP_SELINUX_RPM=true \
   K3S_URL="https://$master_ip:6443" \
   K3S_TOKEN_FILE="$TOKEN_FILE" \
   INSTALL_K3S_EXEC="agent --node-label smartscale.io/instance-id=$instance_id --node-label smartscale.io/cluster=$SMARTSCALE_CLUSTER_ID --kubelet-arg=provider-id=aws:///$az/$instance_id" \
