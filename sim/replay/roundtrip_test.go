@@ -19,6 +19,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/runtime/handler"
 	"github.com/smartscale/smartscale/runtime/prom"
 	"github.com/smartscale/smartscale/sim/metrics"
 	"github.com/smartscale/smartscale/sim/world"
@@ -205,6 +206,26 @@ func TestRoundTripThroughPrometheus(t *testing.T) {
 			if ra.Problem != rb.Problem || math.Abs(ra.Value-rb.Value) > 1e-6*max(1, math.Abs(rb.Value)) {
 				t.Errorf("tick %s %s: replay %+v, prometheus %+v", ticks[i].Format(time.RFC3339), name, ra, rb)
 			}
+		}
+	}
+	// And through the runtime's explain mode (bootstrap -explain -prometheus URL -at TIME),
+	// given the replay's state at each tick: the same readings, the same decision.
+	for i, at := range ticks {
+		ex, err := handler.Explain(ctx, pol, live, at, handler.ExplainOptions{Workers: -1, State: &fromFile[i].State})
+		if err != nil {
+			t.Fatalf("explain at %s: %v", at.Format(time.RFC3339), err)
+		}
+		obs := fromFile[i].Observation
+		obs.Nodes, obs.Instances = nil, nil // explain mode has no cluster or cloud listing
+		want, _ := json.Marshal(handler.Decide(at, pol, obs, fromFile[i].State))
+		got, _ := json.Marshal(ex.Decision)
+		if !bytes.Equal(want, got) {
+			t.Errorf("tick %s:\nreplay  %s\nexplain %s", at.Format(time.RFC3339), want, got)
+		}
+		wr, _ := json.Marshal(obs.Readings)
+		gr, _ := json.Marshal(ex.Observation.Readings)
+		if !bytes.Equal(wr, gr) {
+			t.Errorf("tick %s readings:\nreplay  %s\nexplain %s", at.Format(time.RFC3339), wr, gr)
 		}
 	}
 	// The window must exercise the policy: scale-downs at night, scale-ups in the morning.
