@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -121,19 +124,36 @@ func reportAll(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	per := len(baseline.All())
-	var entries []reports.IndexEntry
+	entries := make([]reports.IndexEntry, len(scs))
+	errs := make([]error, len(scs))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for i, sc := range scs {
-		dir := filepath.Join(o.report, sc.Name)
-		t := time.Now()
-		b, err := reports.Write(dir, reports.Report{Scenario: sc, Seed: o.seed, Policy: pol,
-			Command: command(o, sc.Name, true), Results: results[i*per : (i+1)*per], Notes: policyNotes()})
-		if err != nil {
-			return fail(fmt.Errorf("%s: %w", sc.Name, err))
-		}
-		if !o.quiet {
-			fmt.Fprintf(stderr, "report %s written in %v\n", filepath.Join(dir, reports.FileHTML), time.Since(t).Round(time.Millisecond))
-		}
-		entries = append(entries, reports.IndexEntry{Scenario: sc, Dir: sc.Name, Rows: b.Rows})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			dir := filepath.Join(o.report, sc.Name)
+			t := time.Now()
+			b, err := reports.Write(dir, reports.Report{Scenario: sc, Seed: o.seed, Policy: pol,
+				Command: command(o, sc.Name, true), Results: results[i*per : (i+1)*per], Notes: policyNotes()})
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", sc.Name, err)
+				return
+			}
+			if !o.quiet {
+				mu.Lock()
+				fmt.Fprintf(stderr, "report %s written in %v\n", filepath.Join(dir, reports.FileHTML), time.Since(t).Round(time.Millisecond))
+				mu.Unlock()
+			}
+			entries[i] = reports.IndexEntry{Scenario: sc, Dir: sc.Name, Rows: b.Rows}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
 	}
 	cmd := fmt.Sprintf("go run ./sim -report %s -seed %d", o.report, o.seed)
 	if o.policy != "" {
