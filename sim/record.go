@@ -144,7 +144,7 @@ func record(ctx context.Context, o recordOptions, stdout, stderr io.Writer) erro
 		return fmt.Errorf("prometheus client for %q: %w", o.prometheus, err)
 	}
 	cfg := replay.FetchConfig{From: from, To: to, Step: o.step, Chunk: o.chunk}
-	if !o.quiet {
+	if !o.quiet && cfg.Requests() > len(replay.Metrics()) { // a bar for ranges longer than one chunk
 		bar := progressbar.NewOptions(cfg.Requests(),
 			progressbar.OptionSetWriter(stderr),
 			progressbar.OptionSetDescription(fmt.Sprintf("recording %v", to.Sub(from))),

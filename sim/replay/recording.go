@@ -153,8 +153,7 @@ func (r *Recording) Diff(o *Recording) string {
 // JSON file of several chunked responses) and checking time order.
 type builder struct {
 	series map[string]*Series
-	// where names the place a sample came from in errors ("line 12").
-	seen map[string]int // series key -> chunk (document) that last added to it
+	seen   map[string]int // series key -> the document (JSON response, chunk) that last added to it
 }
 
 func newBuilder() *builder {
