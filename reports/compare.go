@@ -98,7 +98,8 @@ type Capacity struct {
 }
 
 // TimeToCapacity measures, on the per-minute timeline, each demand step: a minute whose
-// demand (in nodes) is above the previous minute's and above the Ready workers. Its time to
+// demand (in nodes) is above the previous minute's (the first minute: above zero) and above
+// the Ready workers. Its time to
 // capacity runs from that minute to the first minute whose Ready workers cover the step's
 // demand; a step that is never covered ends when the demand falls back under the step's
 // level or the run ends (the shortfall lasted that long). Steps already covered count 0 and
@@ -106,9 +107,12 @@ type Capacity struct {
 func TimeToCapacity(rows []world.Row) Capacity {
 	var c Capacity
 	var total time.Duration
-	for i := 1; i < len(rows); i++ {
-		d := rows[i].DemandNodes
-		if d <= rows[i-1].DemandNodes || rows[i].ReadyWorkers >= d {
+	for i := range rows {
+		d, prev := rows[i].DemandNodes, 0 // the run's start is a step from no load
+		if i > 0 {
+			prev = rows[i-1].DemandNodes
+		}
+		if d <= prev || rows[i].ReadyWorkers >= d {
 			continue
 		}
 		j := i

@@ -299,6 +299,7 @@ func TestTimeToCapacity(t *testing.T) {
 		{"two steps", []world.Row{row(1, 2, 2), row(2, 3, 2), row(3, 3, 3), row(4, 5, 3), row(5, 5, 3), row(6, 5, 3), row(7, 5, 5)},
 			2, 3 * time.Minute, 2 * time.Minute},
 		{"never covered: until the demand falls", []world.Row{row(1, 2, 2), row(2, 7, 5), row(3, 7, 5), row(4, 2, 5)}, 1, 2 * time.Minute, 2 * time.Minute},
+		{"the start is a step", []world.Row{row(1, 5, 2), row(2, 5, 2), row(3, 5, 4), row(4, 5, 5)}, 1, 3 * time.Minute, 3 * time.Minute},
 		{"never covered: until the end", []world.Row{row(1, 2, 2), row(2, 7, 5), row(3, 7, 5)}, 1, 2 * time.Minute, 2 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
