@@ -135,8 +135,9 @@ func series(rows []world.Row, ax timeAxis, f func(world.Row) float64) plotter.XY
 	return xys
 }
 
-// WorkersChart: ready workers and ready + launching against the demand in nodes, with the
-// scaling events marked (up: green triangle, down: red triangle) at the capacity they left.
+// WorkersChart: ready workers and all workers (ready, launching, draining) against the demand
+// in nodes, with the scaling events marked (up: green triangle, down: red triangle) at the
+// capacity they left.
 func WorkersChart(res *world.Result, dur time.Duration) (*plot.Plot, error) {
 	ax := axisFor(dur)
 	p := newPlot(fmt.Sprintf("Workers against demand: %s on %s", res.Summary.Policy, res.Summary.Scenario), "workers (nodes)", ax)
@@ -144,7 +145,7 @@ func WorkersChart(res *world.Result, dur time.Duration) (*plot.Plot, error) {
 	if err := line(p, "demand (nodes)", series(rows, ax, func(r world.Row) float64 { return float64(r.DemandNodes) }), black, vg.Points(1.5), dash, true); err != nil {
 		return nil, err
 	}
-	if err := line(p, "ready + launching", series(rows, ax, func(r world.Row) float64 { return float64(r.ReadyWorkers + r.LaunchingWorkers + r.DrainingWorkers) }), palette[3], vg.Points(1), nil, true); err != nil {
+	if err := line(p, "ready + launching + draining", series(rows, ax, func(r world.Row) float64 { return float64(r.ReadyWorkers + r.LaunchingWorkers + r.DrainingWorkers) }), palette[3], vg.Points(1), nil, true); err != nil {
 		return nil, err
 	}
 	if err := line(p, "ready", series(rows, ax, func(r world.Row) float64 { return float64(r.ReadyWorkers) }), palette[0], vg.Points(2), nil, true); err != nil {
