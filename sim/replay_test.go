@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smartscale/smartscale/scenarios"
+	"github.com/smartscale/smartscale/sim/replay"
+	"github.com/smartscale/smartscale/sim/replay/promtest"
 )
 
 // TestReplayCLI: -replay writes the open-loop outputs, byte-identical on a second run.
@@ -105,5 +110,55 @@ func TestRecordFlags(t *testing.T) {
 		if !strings.Contains(stderr.String(), w) {
 			t.Errorf("stderr lacks %q: %s", w, stderr.String())
 		}
+	}
+}
+
+// TestRecordCLI: `sim record` against a real Prometheus, in both file formats; the two files
+// hold the same series, and -replay reads them.
+func TestRecordCLI(t *testing.T) {
+	day, err := replay.ReadFile(filepath.Join("..", "testdata", "recordings", "weekly-peak.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 1, 6, 9, 30, 0, 0, time.UTC)
+	win := day.Window(from, from.Add(90*time.Minute))
+	var om bytes.Buffer
+	if err := win.WriteOpenMetrics(&om); err != nil {
+		t.Fatal(err)
+	}
+	url := promtest.Start(t, om.Bytes())
+	dir := t.TempDir()
+	var files []string
+	for _, format := range []string{"json", "openmetrics"} {
+		file := filepath.Join(dir, "rec."+format)
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"record", "-prometheus", url, "-from", from.Format(time.RFC3339),
+			"-to", strconv.FormatInt(from.Add(90*time.Minute).Unix(), 10), "-step", "30s", "-chunk", "30m",
+			"-format", format, "-out", file}, &stdout, &stderr)
+		if code != 0 {
+			t.Fatalf("record -format %s: exit %d: %s", format, code, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), fmt.Sprintf("recorded %d series", len(win.Series))) {
+			t.Errorf("stdout: %s", stdout.String())
+		}
+		if !strings.Contains(stderr.String(), "100%") {
+			t.Errorf("no progress bar for a 4-chunk range on stderr: %q", stderr.String())
+		}
+		files = append(files, file)
+	}
+	a, err := replay.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := replay.ReadFile(files[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := a.Diff(b); d != "" {
+		t.Errorf("the JSON and OpenMetrics recordings differ: %s", d)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-replay", files[1], "-out", filepath.Join(dir, "out"), "-quiet"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("-replay of the recording: exit %d: %s", code, stderr.String())
 	}
 }

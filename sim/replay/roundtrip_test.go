@@ -5,13 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,94 +17,9 @@ import (
 	"github.com/smartscale/smartscale/runtime/handler"
 	"github.com/smartscale/smartscale/runtime/prom"
 	"github.com/smartscale/smartscale/sim/metrics"
+	"github.com/smartscale/smartscale/sim/replay/promtest"
 	"github.com/smartscale/smartscale/sim/world"
 )
-
-// tool finds a binary on PATH or in the repo's .tools/bin. A missing tool skips the test,
-// and fails it when CI is set.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if p, err := filepath.Abs(filepath.Join("..", "..", ".tools", "bin", name)); err == nil {
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI is set and %s is not installed (bash scripts/tools.sh)", name)
-	}
-	t.Skipf("%s is not installed (bash scripts/tools.sh; in CI this is a failure)", name)
-	return ""
-}
-
-// startPrometheus backfills rec with promtool and serves it from a Prometheus 2.x on a free
-// loopback port that scrapes nothing. It returns the base URL; the server stops at cleanup.
-func startPrometheus(t *testing.T, rec *Recording) string {
-	t.Helper()
-	promBin, promtool := tool(t, "prometheus"), tool(t, "promtool")
-	dir := t.TempDir()
-	var om bytes.Buffer
-	if err := rec.WriteOpenMetrics(&om); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data.om")
-	if err := os.WriteFile(data, om.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tsdb := filepath.Join(dir, "tsdb")
-	if out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", data, tsdb).CombinedOutput(); err != nil {
-		t.Fatalf("promtool backfill: %v\n%s", err, out)
-	}
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global: {scrape_interval: 15s}\nscrape_configs: []\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	var logs bytes.Buffer
-	cmd := exec.Command(promBin, "--config.file="+cfg, "--storage.tsdb.path="+tsdb, "--web.listen-address="+addr,
-		"--storage.tsdb.retention.time=100y", "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", logs.String())
-		}
-	})
-	url := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus at %s not ready: %v\n%s", url, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // shift moves every sample by d.
 func shift(r *Recording, d time.Duration) *Recording {
@@ -136,7 +46,11 @@ func TestRoundTripThroughPrometheus(t *testing.T) {
 	from := time.Date(2026, 1, 5, 5, 0, 0, 0, time.UTC)
 	orig := shift(day.Window(from, from.Add(4*time.Hour+30*time.Minute)), 7*time.Second)
 	first, last, _ := orig.Bounds()
-	url := startPrometheus(t, orig)
+	var om bytes.Buffer
+	if err := orig.WriteOpenMetrics(&om); err != nil {
+		t.Fatal(err)
+	}
+	url := promtest.Start(t, om.Bytes())
 
 	// Record: query_range of each metric at the samples' 30 s, in 1 h chunks.
 	client, err := api.NewClient(api.Config{Address: url})
