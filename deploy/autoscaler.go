@@ -254,7 +254,8 @@ func autoscalerPolicy(cfg Config, acct Account, r autoscalerRefs) string {
 		allow("Notify", []string{"sns:Publish"}, r.Topic),
 		allow("ReadOwnSecrets", []string{"secretsmanager:GetSecretValue"}, r.SlackSecret, r.KubeSecret),
 		allow("DecryptOwnSecrets", []string{"kms:Decrypt"}, r.Key).
-			when("StringEquals", "kms:ViaService", "secretsmanager."+cfg.Region+".amazonaws.com"),
+			when("StringEquals", "kms:ViaService", "secretsmanager."+cfg.Region+".amazonaws.com").
+			when("StringEquals", "kms:EncryptionContext:SecretARN", []string{r.SlackSecret, r.KubeSecret}),
 		allow("Logs", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, r.LogGroup+":*"),
 	)
 }

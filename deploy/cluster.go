@@ -110,7 +110,8 @@ func newCluster(ctx *pulumi.Context, cfg Config, acct Account, net *Network, ami
 			return []Statement{
 				allow("WriteClusterSecrets", []string{"secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret"}, token, kube),
 				allow("EncryptClusterSecrets", []string{"kms:GenerateDataKey", "kms:Decrypt"}, key).
-					when("StringEquals", "kms:ViaService", via),
+					when("StringEquals", "kms:ViaService", via).
+					when("StringEquals", "kms:EncryptionContext:SecretARN", []string{token, kube}),
 				allow("ShipSetupLog", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, logs+":*"),
 			}
 		}, c.Key.Arn, c.TokenSecret.Arn, c.KubeSecret.Arn, c.NodeLogGroup.Arn, viaSM),
@@ -227,7 +228,7 @@ func secretPolicy(writer, reader pulumi.StringInput) pulumi.StringOutput {
 			allow("ReaderGets", []string{"secretsmanager:GetSecretValue"}, "*").principal("AWS", r),
 			{Sid: "NobodyElseGets", Effect: "Deny", Principal: map[string]any{"AWS": "*"},
 				Action: []string{"secretsmanager:GetSecretValue"}, Resource: []string{"*"},
-				Condition: map[string]map[string]string{"StringNotEquals": {"aws:PrincipalArn": r}}},
+				Condition: map[string]map[string]any{"StringNotEquals": {"aws:PrincipalArn": r}}},
 		}
 		if len(v) > 1 {
 			w := v[1]
@@ -235,7 +236,7 @@ func secretPolicy(writer, reader pulumi.StringInput) pulumi.StringOutput {
 				allow("WriterPuts", []string{"secretsmanager:PutSecretValue"}, "*").principal("AWS", w),
 				Statement{Sid: "NobodyElsePuts", Effect: "Deny", Principal: map[string]any{"AWS": "*"},
 					Action: []string{"secretsmanager:PutSecretValue"}, Resource: []string{"*"},
-					Condition: map[string]map[string]string{"StringNotEquals": {"aws:PrincipalArn": w}}})
+					Condition: map[string]map[string]any{"StringNotEquals": {"aws:PrincipalArn": w}}})
 		}
 		return stmts
 	}, inputs...)

@@ -201,7 +201,20 @@ func stmtsFor(d PolicyDocument, action string) []Statement {
 	return out
 }
 
-func cond(s Statement, op, key string) string { return s.Condition[op][key] }
+// cond returns a single-valued condition, or the values of a list joined with ",".
+func cond(s Statement, op, key string) string {
+	switch v := s.Condition[op][key].(type) {
+	case string:
+		return v
+	case []any:
+		parts := make([]string, len(v))
+		for i, p := range v {
+			parts[i], _ = p.(string)
+		}
+		return strings.Join(parts, ",")
+	}
+	return ""
+}
 
 func rolePolicy(t *testing.T, r result, name string) PolicyDocument {
 	t.Helper()
@@ -323,8 +336,9 @@ func TestAutoscalerDataPlaneScopes(t *testing.T) {
 			t.Errorf("the Lambda may read the K3s agent token")
 		}
 	}
-	if dec := stmtsFor(d, "kms:Decrypt"); len(dec) != 1 || cond(dec[0], "StringEquals", "kms:ViaService") != "secretsmanager.us-east-1.amazonaws.com" {
-		t.Errorf("kms:Decrypt not limited to Secrets Manager: %+v", dec)
+	if dec := stmtsFor(d, "kms:Decrypt"); len(dec) != 1 || cond(dec[0], "StringEquals", "kms:ViaService") != "secretsmanager.us-east-1.amazonaws.com" ||
+		cond(dec[0], "StringEquals", "kms:EncryptionContext:SecretARN") != slackArn+","+kubeArn {
+		t.Errorf("kms:Decrypt not limited to the Lambda's secrets through Secrets Manager: %+v", dec)
 	}
 }
 
@@ -357,6 +371,10 @@ func TestMasterWritesButNeverReadsSecrets(t *testing.T) {
 	put := stmtsFor(d, "secretsmanager:PutSecretValue")
 	if len(put) != 1 || !slices.Equal(put[0].Resource, []string{tokenArn, kubeArn}) {
 		t.Errorf("master PutSecretValue %+v, want the token and kube secrets", put)
+	}
+	enc := stmtsFor(d, "kms:GenerateDataKey")
+	if len(enc) != 1 || cond(enc[0], "StringEquals", "kms:EncryptionContext:SecretARN") != tokenArn+","+kubeArn {
+		t.Errorf("master KMS use not pinned to its secrets: %+v", enc)
 	}
 }
 

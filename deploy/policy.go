@@ -12,26 +12,27 @@ type PolicyDocument struct {
 	Statement []Statement `json:"Statement"`
 }
 
-// Statement is one IAM statement. Conditions map an operator to key/value pairs.
+// Statement is one IAM statement. Conditions map an operator to keys and their value: a
+// string, or a list of strings (any of them matches).
 type Statement struct {
-	Sid       string                       `json:"Sid,omitempty"`
-	Effect    string                       `json:"Effect"`
-	Principal map[string]any               `json:"Principal,omitempty"`
-	Action    []string                     `json:"Action"`
-	Resource  []string                     `json:"Resource,omitempty"`
-	Condition map[string]map[string]string `json:"Condition,omitempty"`
+	Sid       string                    `json:"Sid,omitempty"`
+	Effect    string                    `json:"Effect"`
+	Principal map[string]any            `json:"Principal,omitempty"`
+	Action    []string                  `json:"Action"`
+	Resource  []string                  `json:"Resource,omitempty"`
+	Condition map[string]map[string]any `json:"Condition,omitempty"`
 }
 
 func allow(sid string, actions []string, resources ...string) Statement {
 	return Statement{Sid: sid, Effect: "Allow", Action: actions, Resource: resources}
 }
 
-func (s Statement) when(op, key, value string) Statement {
+func (s Statement) when(op, key string, value any) Statement {
 	if s.Condition == nil {
-		s.Condition = map[string]map[string]string{}
+		s.Condition = map[string]map[string]any{}
 	}
 	if s.Condition[op] == nil {
-		s.Condition[op] = map[string]string{}
+		s.Condition[op] = map[string]any{}
 	}
 	s.Condition[op][key] = value
 	return s
