@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/reports"
 	"github.com/smartscale/smartscale/scenarios"
 	"github.com/smartscale/smartscale/sim/metrics"
 	"github.com/smartscale/smartscale/sim/replay"
@@ -170,6 +171,9 @@ func audit(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err := writeAudit(out, recs, sum, pol); err != nil {
 		return err
 	}
+	if err := writeAuditPlot(out, recs, pol, first, last, policyName, filepath.Base(o.replay.file)); err != nil {
+		return err
+	}
 	if !o.quiet {
 		printAudit(stdout, sum, out)
 	}
@@ -202,6 +206,35 @@ func writeAudit(dir string, recs []engine.Record, sum replay.AuditSummary, pol e
 	)
 }
 
+// writeAuditPlot draws the recorded CPU and memory readings at each tick against the
+// policy's thresholds (plots/usage.png and .svg), with the reports' chart.
+func writeAuditPlot(dir string, recs []engine.Record, pol engine.Policy, first, last time.Time, policy, recording string) error {
+	shift := world.Epoch.Sub(first) // the charts count time from world.Epoch
+	rows := make([]world.Row, len(recs))
+	for i, r := range recs {
+		rows[i] = world.Row{Time: r.Time.Add(shift), Action: r.Decision.Action, Delta: r.Decision.Delta}
+		if rd := r.Observation.Readings.CPU; rd.OK() {
+			rows[i].CPUPercent = rd.Value
+		}
+		if rd := r.Observation.Readings.Memory; rd.OK() {
+			rows[i].MemoryPercent = rd.Value
+		}
+	}
+	res := &world.Result{Summary: world.Summary{Policy: policy, Scenario: "replay of " + recording}, Timeline: rows}
+	p, err := reports.UsageChart(res, last.Sub(first), pol)
+	if err != nil {
+		return fmt.Errorf("plotting: %w", err)
+	}
+	ch, err := reports.Render("usage", p)
+	if err != nil {
+		return fmt.Errorf("plotting: %w", err)
+	}
+	plots := filepath.Join(dir, "plots")
+	return errors.Join(os.MkdirAll(plots, 0o755),
+		os.WriteFile(filepath.Join(plots, "usage.png"), ch.PNG, 0o644),
+		os.WriteFile(filepath.Join(plots, "usage.svg"), ch.SVG, 0o644))
+}
+
 func printAudit(w io.Writer, s replay.AuditSummary, out string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
@@ -217,7 +250,7 @@ func printAudit(w io.Writer, s replay.AuditSummary, out string) {
 	row("decisions", "%s", strings.Join(ds, ", "))
 	row("would have", "%d scale-ups (+%d workers), %d scale-downs (-%d workers), %d flaps", s.ScaleUps, s.NodesAdded, s.ScaleDowns, s.NodesRemoved, s.Flaps)
 	row("recorded workers", "min %d, max %d", s.RecordedWorkersMin, s.RecordedWorkersMax)
-	row("outputs", "%s/{summary.json,timeline.csv,decisions.jsonl,policy.json}", out)
+	row("outputs", "%s/{summary.json,timeline.csv,decisions.jsonl,policy.json,plots/usage.png}", out)
 	tw.Flush()
 }
 

@@ -29,7 +29,7 @@ func TestReplayCLI(t *testing.T) {
 			t.Errorf("stdout:\n%s", stdout.String())
 		}
 	}
-	for _, f := range []string{"decisions.jsonl", "timeline.csv", "summary.json", "policy.json"} {
+	for _, f := range []string{"decisions.jsonl", "timeline.csv", "summary.json", "policy.json", "plots/usage.png", "plots/usage.svg"} {
 		a, err := os.ReadFile(filepath.Join(outs[0], f))
 		if err != nil {
 			t.Fatal(err)

@@ -126,6 +126,7 @@ type Options struct {
 // Outcome is the result of a chaos run.
 type Outcome struct {
 	Result     *world.Result
+	World      *world.World // the world of the (first) run, for tests to inspect
 	Injected   map[string]int
 	Violations []string
 }
@@ -175,7 +176,7 @@ func runOnce(ctx context.Context, cfg world.Config, sched Schedule) (*Outcome, e
 	v := h.Finish()
 	res.Summary.FaultsInjected = h.Injected
 	res.Summary.InvariantViolations = v
-	return &Outcome{Result: res, Injected: h.Injected, Violations: v}, nil
+	return &Outcome{Result: res, World: w, Injected: h.Injected, Violations: v}, nil
 }
 
 // fingerprint is every output of a run, as bytes.

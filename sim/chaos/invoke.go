@@ -91,8 +91,8 @@ func (a *autoscaler) Tick(ctx context.Context, now time.Time) (engine.Record, er
 			rec, err = c.rec, c.err
 		} else {
 			// Paused: this tick's invocation hangs. It resumes after its lease has
-			// expired and a later tick had the chance to take the lock over.
-			resume := now.Add(h.lease() + world.TickInterval/2 + time.Duration(h.rng.IntN(int(world.TickInterval/time.Second)))*time.Second)
+			// expired and the first tick after that has had the chance to take over.
+			resume := now.Add(h.lease() + world.TickInterval + time.Second + time.Duration(h.rng.IntN(int(world.TickInterval/time.Second)))*time.Second)
 			h.w.Loop.At(resume, h.resume)
 			rec = engine.Record{Time: now.UTC(), Holder: inv.holder, Lock: engine.LockAcquired, Fence: inv.lease.Fence,
 				Acted: []engine.Act{}, Error: errPaused.Error(),
