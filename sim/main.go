@@ -53,6 +53,11 @@ Examples:
   go run ./sim -scenario ramp -seed 7 -out /tmp/ramp
   go run ./sim -scenario my-load.json -policy my-policy.json
   go run ./sim -list
+  go run ./sim -replay testdata/recordings/diurnal-day.json    # open loop: what the policy would have decided
+  go run ./sim -replay day.json -closed-loop -compare          # closed loop: the recorded demand, simulated
+  go run ./sim -flight export.jsonl -policy other.json         # re-decide the Lambda's flight records
+  go run ./sim record -prometheus URL -from now-24h -out day.json  # record a cluster's series (record -h)
+  (docs/replay.md)
 
 Outputs (in -out):
   summary.json      cost, node-hours, latency, SLO and scaling measures (no wall-clock figures)
