@@ -23,8 +23,8 @@ var _ RangeAPI = (v1.API)(nil)
 type FetchConfig struct {
 	From, To time.Time
 	Step     time.Duration // the query_range step: use the scrape interval (15s)
-	// Chunk bounds the range of one request (Prometheus refuses more than 11,000 points per
-	// series). Default 6h.
+	// Chunk bounds the range of one request. Default 6h; never more than 10,000 steps
+	// (Prometheus refuses more than 11,000 points per series).
 	Chunk time.Duration
 	// Selectors to fetch; default: every metric in Metrics().
 	Selectors []string
@@ -51,7 +51,7 @@ func (c FetchConfig) chunks() [][2]time.Time {
 	if chunk <= 0 {
 		chunk = 6 * time.Hour
 	}
-	chunk = max(chunk, c.Step)
+	chunk = min(max(chunk, c.Step), maxPoints*c.Step)
 	var out [][2]time.Time
 	for start := c.From; !start.After(c.To); {
 		end := start.Add(chunk - c.Step)
@@ -74,11 +74,11 @@ func (c FetchConfig) validate() error {
 	} else if !c.To.After(c.From) {
 		errs = append(errs, fmt.Errorf("to (%s) must be after from (%s)", c.To.Format(time.RFC3339), c.From.Format(time.RFC3339)))
 	}
-	if c.Step > 0 && c.Chunk > 0 && c.Chunk/c.Step > 11000 {
-		errs = append(errs, fmt.Errorf("chunk %v at step %v exceeds Prometheus' 11,000 points per series", c.Chunk, c.Step))
-	}
 	return errors.Join(errs...)
 }
+
+// maxPoints bounds the steps of one request, under Prometheus' 11,000 points per series.
+const maxPoints = 10000
 
 // Fetch asks Prometheus for the raw series the engine reads: query_range of each selector
 // over [From, To] at Step, chunk by chunk, joined into one recording. Series with
