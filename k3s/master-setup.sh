@@ -25,11 +25,14 @@ set -euo pipefail
 : "${SMARTSCALE_LOG_GROUP:=/smartscale/${SMARTSCALE_CLUSTER_ID}/nodes}"
 : "${K3S_VERSION:=v1.33.1+k3s1}"
 : "${MANIFEST_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/manifests}"
-LOG_FILE=/var/log/smartscale-master.log
-AGENT_TOKEN_FILE=/etc/rancher/k3s/agent-token
-K3S_CONFIG=/etc/rancher/k3s/config.yaml
-AUTODEPLOY=/var/lib/rancher/k3s/server/manifests
-KUBECTL=(/usr/local/bin/k3s kubectl)
+# Paths, overridable for k3s/master_setup_test.go.
+LOG_FILE=${SMARTSCALE_MASTER_LOG:-/var/log/smartscale-master.log}
+K3S_ETC=${SMARTSCALE_K3S_ETC:-/etc/rancher/k3s}
+AUTODEPLOY=${SMARTSCALE_AUTODEPLOY_DIR:-/var/lib/rancher/k3s/server/manifests}
+K3S_BIN=${SMARTSCALE_K3S_BIN:-/usr/local/bin/k3s}
+AGENT_TOKEN_FILE=$K3S_ETC/agent-token
+K3S_CONFIG=$K3S_ETC/config.yaml
+KUBECTL=("$K3S_BIN" kubectl)
 
 exec > >(tee -a "$LOG_FILE") 2>&1
 log() { printf '%s smartscale-master: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
@@ -98,7 +101,7 @@ private_ip=$(imds local-ipv4)
 log "master $instance_id ($private_ip) of $SMARTSCALE_CLUSTER_ID, k3s $K3S_VERSION"
 
 # 1. The agent token: only lets agents join (not servers); generated once.
-install -d -m 0700 /etc/rancher/k3s
+install -d -m 0700 "$K3S_ETC"
 if [ ! -s "$AGENT_TOKEN_FILE" ]; then
   (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$AGENT_TOKEN_FILE")
   log "generated a new agent token"
@@ -123,8 +126,8 @@ disable:
 YAML
 chmod 0600 "$K3S_CONFIG"
 installed=""
-if [ -x /usr/local/bin/k3s ]; then
-  installed=$(/usr/local/bin/k3s --version | awk 'NR==1 {print $3}')
+if [ -x "$K3S_BIN" ]; then
+  installed=$("$K3S_BIN" --version 2>/dev/null | awk 'NR==1 {print $3}' || true)
 fi
 if [ "$installed" != "$K3S_VERSION" ] || ! systemctl is-active --quiet k3s; then
   installer=$(mktemp)
@@ -168,11 +171,11 @@ if [ -n "$SMARTSCALE_KUBECONFIG_SECRET_ID" ]; then
   retry 30 sa_token || { log "the autoscaler's service-account token was not issued"; exit 1; }
   kubeconfig=$(mktemp)
   chmod 0600 "$kubeconfig"
-  python3 - "$private_ip" "$SMARTSCALE_CLUSTER_ID" >"$kubeconfig" <<'PY'
+  python3 - "$private_ip" "$SMARTSCALE_CLUSTER_ID" "$K3S_BIN" >"$kubeconfig" <<'PY'
 import base64, json, subprocess, sys
 
 def field(path):
-    return subprocess.run(["/usr/local/bin/k3s", "kubectl", "-n", "smartscale", "get", "secret",
+    return subprocess.run([sys.argv[3], "kubectl", "-n", "smartscale", "get", "secret",
                            "smartscale-autoscaler-token", "-o", "jsonpath={.data." + path + "}"],
                           check=True, capture_output=True, text=True).stdout.strip()
 
