@@ -89,14 +89,10 @@ func newAutoscaler(ctx *pulumi.Context, cfg Config, acct Account, net *Network, 
 	policy := pulumi.All(cl.LaunchTemplate.Arn, cl.LaunchTemplate.ID(), net.WorkerSG.ID(), cl.WorkerRole.Arn,
 		a.Table.Arn, a.Topic.Arn, a.SlackSecret.Arn, cl.KubeSecret.Arn, cl.Key.Arn, a.LogGroup.Arn, subnetArns,
 	).ApplyT(func(v []any) string {
-		subnets := []string{}
-		for _, s := range v[10].([]string) {
-			subnets = append(subnets, s)
-		}
 		return autoscalerPolicy(cfg, acct, autoscalerRefs{
 			LaunchTemplateArn: v[0].(string), LaunchTemplateID: string(v[1].(pulumi.ID)), WorkerSG: string(v[2].(pulumi.ID)),
 			WorkerRole: v[3].(string), Table: v[4].(string), Topic: v[5].(string), SlackSecret: v[6].(string),
-			KubeSecret: v[7].(string), Key: v[8].(string), LogGroup: v[9].(string), SubnetArns: subnets,
+			KubeSecret: v[7].(string), Key: v[8].(string), LogGroup: v[9].(string), SubnetArns: v[10].([]string),
 		})
 	}).(pulumi.StringOutput)
 	rolePolicy, err := iam.NewRolePolicy(ctx, "autoscaler", &iam.RolePolicyArgs{Role: role.Name, Policy: policy})
@@ -104,10 +100,6 @@ func newAutoscaler(ctx *pulumi.Context, cfg Config, acct Account, net *Network, 
 		return nil, err
 	}
 
-	subnetIDs := pulumi.StringArray{}
-	for _, s := range net.PrivateSubnets {
-		subnetIDs = append(subnetIDs, s.ID().ToStringOutput())
-	}
 	if a.Function, err = lambda.NewFunction(ctx, "autoscaler", &lambda.FunctionArgs{
 		Name:          pulumi.String(functionName(cfg)),
 		Description:   pulumi.Sprintf("SmartScale autoscaler of %s (every 2 minutes) and its Slack forwarder (SNS)", cfg.ClusterID),
@@ -122,7 +114,7 @@ func newAutoscaler(ctx *pulumi.Context, cfg Config, acct Account, net *Network, 
 		// backlog of ticks from piling up behind a slow one.
 		ReservedConcurrentExecutions: pulumi.Int(1),
 		VpcConfig: &lambda.FunctionVpcConfigArgs{
-			SubnetIds:        subnetIDs,
+			SubnetIds:        net.PrivateSubnetIDs(),
 			SecurityGroupIds: pulumi.StringArray{net.LambdaSG.ID()},
 		},
 		Environment: &lambda.FunctionEnvironmentArgs{Variables: lambdaEnv(cfg, cl, a, net)},
