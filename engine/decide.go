@@ -92,6 +92,9 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		if left := cooldownLeft(now, st.LastScaleUp, p.ScaleUpCooldown); left > 0 {
 			return d.with(ActionCooldown, 0, fmt.Sprintf("scale-up cooldown, %v left: %s", left, reason))
 		}
+		if sameTick(now, st.LastScaleUp) {
+			return d.with(ActionCooldown, 0, "scaled up at this very time already (duplicate invocation): "+reason)
+		}
 		step := upStep(p, obs, triggers)
 		return d.with(ActionScaleUp, min(step, p.MaxWorkers-capacity), reason)
 	}
@@ -141,6 +144,9 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 	}
 	if left := cooldownLeft(now, st.LastScaleDown, p.ScaleDownCooldown); left > 0 {
 		return d.with(ActionCooldown, 0, fmt.Sprintf("scale-down cooldown, %v left: %s", left, reason))
+	}
+	if sameTick(now, st.LastScaleUp) || sameTick(now, st.LastScaleDown) {
+		return d.with(ActionCooldown, 0, "scaled at this very time already (duplicate invocation): "+reason)
 	}
 	if capacity <= p.MaxWorkers {
 		nodes := float64(capacity + p.ControlPlaneNodes)
@@ -235,6 +241,11 @@ func pickNode(obs Observation) (Node, bool) {
 	})
 	return cands[0], true
 }
+
+// sameTick reports whether a scale action was already taken at now (or, with a clock
+// going back, after it): a duplicate delivery of the same tick must change nothing, even
+// with a zero cooldown.
+func sameTick(now, last time.Time) bool { return !last.IsZero() && !now.After(last) }
 
 func cooldownLeft(now, last time.Time, cooldown time.Duration) time.Duration {
 	if last.IsZero() {
