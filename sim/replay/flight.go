@@ -128,8 +128,10 @@ func Redecide(p engine.Policy, rec engine.Record) (d engine.Decision, ok bool, w
 		return d, false, "no decision recorded (the tick failed before deciding: " + rec.Error + ")"
 	case rec.Lock == engine.LockHeld:
 		return d, false, "lock held by another invocation"
-	case rec.Lock == engine.LockNotAcquired:
-		return d, false, "lock not acquired: " + rec.Error
+	case rec.Lock != engine.LockAcquired && rec.Lock != engine.LockDryRun:
+		// Not acquired (observing or locking failed) or no tick at all (the Lambda could not
+		// build its clients): Decide did not run.
+		return d, false, fmt.Sprintf("lock %q: %s", rec.Lock, rec.Error)
 	}
 	st := rec.State.Clone()
 	busy, busyOp := false, ""

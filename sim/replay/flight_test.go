@@ -234,3 +234,22 @@ func TestFlightOnSimulatorRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestRedecideSkips: ticks where Decide did not run are skipped, with the reason.
+func TestRedecideSkips(t *testing.T) {
+	noData := engine.Decision{Action: engine.ActionNoData, Reason: "could not build clients"}
+	for _, c := range []struct {
+		rec  engine.Record
+		want string
+	}{
+		{engine.Record{Lock: engine.LockHeld, Decision: engine.Decision{Action: engine.ActionBusy}}, "lock held"},
+		{engine.Record{Lock: engine.LockNotAcquired, Error: "listing nodes: timeout", Decision: noData}, `lock "not_acquired": listing nodes: timeout`},
+		{engine.Record{Error: "kubeconfig secret unreadable", Decision: noData}, `lock "": kubeconfig secret unreadable`},
+		{engine.Record{Lock: engine.LockAcquired, Error: "saving state: fenced"}, "no decision recorded"},
+	} {
+		_, ok, why := Redecide(engine.DefaultPolicy(), c.rec)
+		if ok || !strings.Contains(why, c.want) {
+			t.Errorf("%+v: ok %v, why %q; want skipped with %q", c.rec, ok, why, c.want)
+		}
+	}
+}
