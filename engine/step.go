@@ -332,7 +332,13 @@ func (t *tick) watchJoin(op *Operation) error {
 			t.act(a)
 			continue
 		}
-		if t.now.Sub(op.Started) > t.s.Policy.NodeReadyTimeout {
+		// the timeout runs from the launch: a retried intent may launch long after the
+		// operation started
+		started := op.Started
+		if in, ok := launched[id]; ok && in.LaunchedAt.After(started) {
+			started = in.LaunchedAt
+		}
+		if t.now.Sub(started) > t.s.Policy.NodeReadyTimeout {
 			if err := t.terminate(op.ID, id, "not Ready after "+t.s.Policy.NodeReadyTimeout.String()); err != nil {
 				return err
 			}
@@ -362,7 +368,9 @@ func (t *tick) sweepOrphans() error {
 		}
 		open[op.Instance] = true
 	}
-	for _, in := range t.obs.Instances {
+	// terminate removes the instance from t.obs.Instances: range over a copy, or the
+	// instance after each terminated one is skipped
+	for _, in := range slices.Clone(t.obs.Instances) {
 		if registered[in.ID] || open[in.ID] || in.State == InstanceTerminated || in.State == InstanceStopping {
 			continue
 		}

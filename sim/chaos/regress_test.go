@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,27 +31,45 @@ type regression struct {
 	Policy   json.RawMessage `json:"policy,omitempty"`
 	Seed     uint64          `json:"seed"`
 	Schedule string          `json:"schedule"`
+	// Commands, instead of a run, is a command sequence of the lock-protocol
+	// state-machine test (TestChaosProtocolRegressions replays it).
+	Commands []string `json:"commands,omitempty"`
 }
 
-func TestChaosRegressions(t *testing.T) {
+func loadRegressions(t *testing.T) map[string]regression {
 	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "chaos", "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no regression files: %v", err)
 	}
+	out := map[string]regression{}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r regression
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if r.Name != name || r.Bug == "" {
+			t.Fatalf("%s: name %q and a bug description are required", f, r.Name)
+		}
+		out[name] = r
+	}
+	return out
+}
+
+func TestChaosRegressions(t *testing.T) {
+	regs := loadRegressions(t)
+	names := slices.Sorted(maps.Keys(regs))
+	for _, name := range names {
+		r := regs[name]
+		if len(r.Commands) > 0 {
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r regression
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if r.Name != name || r.Bug == "" {
-				t.Fatalf("%s: name %q and a bug description are required", f, r.Name)
-			}
+			var err error
 			var sc scenarios.Scenario
 			if r.Scenario != "" {
 				sc, err = scenarios.Load(r.Scenario)
