@@ -44,7 +44,7 @@ func checkCase(c Case, bend func(*engine.Policy)) string {
 // schedules and seeds. CHAOS_CASES sets the number of cases (make chaos: 20000), CHAOS_SEED
 // the generator's seed.
 func TestPropertyChaosInvariants(t *testing.T) {
-	n := chaosCases(t, 300)
+	n := chaosCases(t, 1000)
 	if testing.Short() {
 		n = min(n, 30)
 	}
