@@ -265,15 +265,18 @@ func (t *tick) adjustForGone() {
 	if t.s.Cloud == nil || t.s.Cluster == nil {
 		return
 	}
-	alive := map[string]bool{}
+	alive, listed := map[string]bool{}, map[string]bool{}
 	for _, in := range t.obs.Instances {
+		listed[in.ID] = true
 		if in.State == InstancePending || in.State == InstanceRunning {
 			alive[in.ID] = true
 		}
 	}
 	if op := t.st.Operation; op != nil {
-		for _, id := range op.Instances { // may be hidden by DescribeInstances lag
-			alive[id] = true
+		for _, id := range op.Instances {
+			if !listed[id] { // hidden by DescribeInstances lag, not gone
+				alive[id] = true
+			}
 		}
 	}
 	n := 0
@@ -447,8 +450,20 @@ func (t *tick) launch(op *Operation) error {
 		insts, err := t.s.Cloud.Launch(t.ctx, LaunchRequest{Token: op.Token, OperationID: op.ID, Count: op.Count, Offering: off})
 		a := Act{Kind: "launch", Operation: op.ID, Count: op.Count, Offering: off.Key(), Result: "ok"}
 		if err == nil {
+			// count as launching only what the observation does not show yet: a retry
+			// with the same token returns instances that may be listed (even joined or
+			// gone) already
+			seen := map[string]bool{}
+			for _, in := range t.obs.Instances {
+				seen[in.ID] = true
+			}
 			for _, in := range insts {
 				op.Instances = append(op.Instances, in.ID)
+				if !seen[in.ID] && (in.State == InstancePending || in.State == InstanceRunning) {
+					seen[in.ID] = true
+					t.obs.Instances = append(t.obs.Instances, in)
+					t.obs.Launching++
+				}
 			}
 			slices.Sort(op.Instances)
 			op.Instances = slices.Compact(op.Instances)
@@ -456,8 +471,7 @@ func (t *tick) launch(op *Operation) error {
 			t.act(a)
 			op.Phase = PhaseJoining
 			t.st.LastScaleUp = t.now
-			t.st.Workers = t.obs.Capacity() + len(op.Instances)
-			t.obs.Launching += len(op.Instances)
+			t.st.Workers = t.obs.Capacity()
 			delete(t.st.Backoff, off.Key())
 			cpu := "n/a"
 			if r := t.obs.Readings.CPU; r.OK() {
