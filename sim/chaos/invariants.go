@@ -129,6 +129,10 @@ func (c *checker) afterStep() {
 	if c.h.anyActive(lowKinds...) {
 		c.lowExcuse = later(c.lowExcuse, now.Add(lease+c.capBackoff()+tick+30*time.Second))
 	}
+	if c.allBackingOff(now) {
+		// every offering failed (capacity, unsupported) and backs off: no launch is possible
+		c.lowExcuse = later(c.lowExcuse, now.Add(tick+30*time.Second))
+	}
 	if c.h.anyActive(highKinds...) {
 		c.highExcuse = later(c.highExcuse, now.Add(lease+tick+30*time.Second))
 	}
@@ -192,6 +196,20 @@ func (c *checker) afterStep() {
 				in.ID, in.State, age.Round(time.Second), p.NodeReadyTimeout)
 		}
 	}
+}
+
+// allBackingOff reports whether the stored state backs off every offering at now.
+func (c *checker) allBackingOff(now time.Time) bool {
+	offs := world.Offerings
+	if s := c.h.step; s != nil && len(s.Offerings) > 0 {
+		offs = s.Offerings
+	}
+	for _, o := range offs {
+		if until, ok := c.backoff[o.Key()]; !ok || !now.Before(until) {
+			return false
+		}
+	}
+	return true
 }
 
 // disturbed notes a loss of capacity the autoscaler did not ask for (or a timeout
