@@ -68,7 +68,7 @@ func runChaos(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		for _, s := range v {
 			fmt.Fprintln(stderr, "  "+s)
 		}
-		fmt.Fprintf(stderr, "reproduce: %s\n", reproduce(o, sc.Name))
+		fmt.Fprintf(stderr, "reproduce: %s\n", reproduce(o))
 		return 1
 	}
 	if !o.quiet {
@@ -99,13 +99,12 @@ func injectedText(m map[string]int) string {
 }
 
 // reproduce is the command line that runs the same chaos run again.
-func reproduce(o options, scenario string) string {
+func reproduce(o options) string {
 	args := []string{"go", "run", "./sim", "-scenario", shellQuote(o.scenario), "-chaos", shellQuote(o.chaos),
 		"-seed", fmt.Sprint(o.seed)}
 	if o.policy != "" {
 		args = append(args, "-policy", shellQuote(o.policy))
 	}
-	_ = scenario
 	return strings.Join(args, " ")
 }
 

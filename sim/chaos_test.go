@@ -68,11 +68,11 @@ func TestChaosCLIErrors(t *testing.T) {
 
 func TestChaosReproduceCommand(t *testing.T) {
 	o := options{scenario: "flash-sale", chaos: "all", seed: 7}
-	if got, want := reproduce(o, "flash-sale"), "go run ./sim -scenario flash-sale -chaos all -seed 7"; got != want {
+	if got, want := reproduce(o), "go run ./sim -scenario flash-sale -chaos all -seed 7"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	o = options{scenario: "my load.json", chaos: "ec2-capacity@10m+5m#3", seed: 1, policy: "p.json"}
-	if got, want := reproduce(o, "x"), "go run ./sim -scenario 'my load.json' -chaos ec2-capacity@10m+5m#3 -seed 1 -policy p.json"; got != want {
+	if got, want := reproduce(o), "go run ./sim -scenario 'my load.json' -chaos ec2-capacity@10m+5m#3 -seed 1 -policy p.json"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }

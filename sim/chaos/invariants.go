@@ -100,8 +100,6 @@ func (c *checker) list() []string {
 	return out
 }
 
-func (c *checker) finish() {}
-
 func (c *checker) policy() engine.Policy { return c.h.pol }
 
 func (c *checker) capBackoff() time.Duration {
