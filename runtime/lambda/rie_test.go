@@ -108,11 +108,22 @@ func waitPort(t *testing.T, addr string) {
 	t.Fatalf("%s not listening", addr)
 }
 
-// The built bootstrap, run by the Lambda Runtime Interface Emulator, serves a scheduled
-// tick (over real Prometheus and dynalite, fake EC2, SNS, Secrets Manager and Kubernetes
-// API), an SNS event for Slack, and fails an unknown event.
-func TestBootstrapThroughRIE(t *testing.T) {
-	rie := realtest.Tool(t, "aws-lambda-rie")
+// live is a whole world for the built binary: real Prometheus (series ending now) and
+// dynalite, fake EC2, SNS, Secrets Manager, Kubernetes API and Slack webhook, and the
+// environment that points the binary at them.
+type live struct {
+	env     []string
+	now     time.Time
+	ec2     *ec2fake.Server
+	ddb     *dynamodb.Client
+	fk      *awsFakes
+	slackMu sync.Mutex
+	slack   []string
+}
+
+func newLive(t *testing.T) *live {
+	t.Helper()
+	l := &live{}
 	// Series that end now: the binary evaluates at its own clock.
 	now := time.Now().UTC().Truncate(time.Second)
 	promURL := realtest.Prometheus(t, realtest.Busy(now.Add(-time.Hour)).OpenMetrics())
@@ -121,8 +132,6 @@ func TestBootstrapThroughRIE(t *testing.T) {
 	if err := dynamo.CreateTable(context.Background(), ddb, "smartscale"); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildBootstrap(t)
-
 	ec2srv := ec2fake.New()
 	t.Cleanup(ec2srv.Close)
 	managed := []ec2fake.Tag{{Key: ec2.TagCluster, Value: "demo"}, {Key: ec2.TagManagedBy, Value: ec2.ManagedByValue}}
@@ -150,13 +159,11 @@ current-context: k3s
 	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var slackPosts []string
-	var slackMu sync.Mutex
 	slackSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		slackMu.Lock()
-		slackPosts = append(slackPosts, string(b))
-		slackMu.Unlock()
+		l.slackMu.Lock()
+		l.slack = append(l.slack, string(b))
+		l.slackMu.Unlock()
 		fmt.Fprint(w, "ok")
 	}))
 	t.Cleanup(slackSrv.Close)
@@ -166,11 +173,7 @@ current-context: k3s
 	snsSrv := httptest.NewServer(http.HandlerFunc(fk.sns))
 	t.Cleanup(snsSrv.Close)
 
-	port, apiPort := realtest.FreePort(t), realtest.FreePort(t)
-	cmd := exec.Command(rie, "--runtime-interface-emulator-address", "127.0.0.1:"+strconv.Itoa(port),
-		"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort), bin)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
+	l.env = []string{
 		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_ENDPOINT_URL_DYNAMODB=" + ddbURL, "AWS_ENDPOINT_URL_EC2=" + ec2srv.URL,
 		"AWS_ENDPOINT_URL_SNS=" + snsSrv.URL, "AWS_ENDPOINT_URL_SECRETS_MANAGER=" + smSrv.URL,
@@ -178,9 +181,23 @@ current-context: k3s
 		"SMARTSCALE_SUBNETS=subnet-a=us-east-1a", "SMARTSCALE_SNS_TOPIC_ARN=arn:aws:sns:us-east-1:1:smartscale",
 		"PROMETHEUS_URL=" + promURL, "SLACK_WEBHOOK_SECRET_ARN=arn:slack", "KUBECONFIG=" + kubeconfig,
 	}
-	var logs bytes.Buffer
+	l.now, l.ec2, l.ddb, l.fk = now, ec2srv, ddb, fk
+	return l
+}
+
+// The built bootstrap, run by the Lambda Runtime Interface Emulator, serves a scheduled
+// tick (over real Prometheus and dynalite, fake EC2, SNS, Secrets Manager and Kubernetes
+// API), an SNS event for Slack, and fails an unknown event.
+func TestBootstrapThroughRIE(t *testing.T) {
+	rie := realtest.Tool(t, "aws-lambda-rie")
+	l := newLive(t)
+	bin := buildBootstrap(t)
+	now, ec2srv, ddb, fk := l.now, l.ec2, l.ddb, l.fk
+	port, apiPort := realtest.FreePort(t), realtest.FreePort(t)
+	cmd := exec.Command(rie, "--runtime-interface-emulator-address", "127.0.0.1:"+strconv.Itoa(port),
+		"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort), bin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, l.env...)
 	realtest.Start(t, cmd)
-	_ = logs
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	waitPort(t, addr)
 
@@ -235,10 +252,10 @@ current-context: k3s
 	if res["kind"] != "slack" || res["forwarded"] != 1.0 {
 		t.Fatalf("forwarder result %v", res)
 	}
-	slackMu.Lock()
-	defer slackMu.Unlock()
-	if len(slackPosts) != 1 || !strings.Contains(slackPosts[0], "🟢") || !strings.Contains(slackPosts[0], "Added 2 nodes") {
-		t.Errorf("slack posts %q", slackPosts)
+	l.slackMu.Lock()
+	defer l.slackMu.Unlock()
+	if len(l.slack) != 1 || !strings.Contains(l.slack[0], "🟢") || !strings.Contains(l.slack[0], "Added 2 nodes") {
+		t.Errorf("slack posts %q", l.slack)
 	}
 	if m, err := notify.Decode(published[0]); err != nil || m.Event.Kind != engine.EventScaleUp {
 		t.Errorf("published message %v %+v", err, m)
@@ -248,5 +265,49 @@ current-context: k3s
 	res = invoke(`{"hello":"world"}`)
 	if msg, _ := res["errorMessage"].(string); !strings.Contains(msg, "unrecognised event") {
 		t.Errorf("unknown event answered %v", res)
+	}
+}
+
+// -once -dry-run runs a whole tick with AWS, Prometheus and Kubernetes reads and no writes.
+func TestOnceDryRun(t *testing.T) {
+	l := newLive(t)
+	env := map[string]string{}
+	for _, kv := range l.env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+		t.Setenv(k, v) // the AWS SDK reads its settings from the process environment
+	}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"-once", "-dry-run"}, &out, &errb, func(k string) string { return env[k] })
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var rec engine.Record
+	if err := json.Unmarshal(out.Bytes(), &rec); err != nil {
+		t.Fatalf("stdout is not a record: %v\n%s", err, out.String())
+	}
+	if rec.Lock != engine.LockDryRun || rec.Decision.Action != engine.ActionScaleUp || len(rec.Acted) == 0 {
+		t.Fatalf("record lock %s decision %+v acts %+v", rec.Lock, rec.Decision, rec.Acted)
+	}
+	for _, a := range rec.Acted {
+		if a.Result != "dry_run" {
+			t.Errorf("act %+v in a dry run", a)
+		}
+	}
+	if len(rec.Observation.Instances) != 2 || len(rec.Observation.Nodes) != 3 {
+		t.Errorf("dry run did not read EC2 and Kubernetes: %d instances, %d nodes", len(rec.Observation.Instances), len(rec.Observation.Nodes))
+	}
+	if n := l.ec2.Count("RunInstances") + l.ec2.Count("TerminateInstances"); n != 0 {
+		t.Errorf("%d EC2 writes", n)
+	}
+	if l.ec2.Count("DescribeInstances") == 0 {
+		t.Errorf("no EC2 read")
+	}
+	st, err := dynamo.New(l.ddb, "smartscale", "demo").Load(context.Background())
+	if err != nil || st.Seq != 0 || st.Operation != nil {
+		t.Errorf("state written in a dry run: %+v %v", st, err)
+	}
+	if len(l.fk.published) != 0 {
+		t.Errorf("notified in a dry run")
 	}
 }
