@@ -77,7 +77,7 @@ func NewWithAPI(a API, timeout time.Duration) *Client {
 func (c *Client) Query(ctx context.Context, query string, at time.Time) (engine.Sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	val, warnings, _, err := c.api.Query(ctx, query, at, v1.WithTimeout(c.timeout))
+	val, warnings, _, err := c.api.Query(ctx, query, at, v1.WithTimeout(serverTimeout(c.timeout)))
 	if err != nil {
 		return engine.Sample{}, &engine.MetricError{Problem: classify(ctx, err), Query: query, Err: err}
 	}
@@ -131,7 +131,7 @@ func classify(ctx context.Context, err error) engine.MetricProblem {
 	}
 	var ae *v1.Error
 	if errors.As(err, &ae) {
-		if ae.Type == v1.ErrServer && serverTimeout(ae.Detail) {
+		if ae.Type == v1.ErrServer && isServerTimeout(ae.Detail) {
 			// Prometheus answers a query timeout with 503 and errorType "timeout"; the client
 			// keeps that body only as Detail.
 			return engine.ProblemTimeout
@@ -146,8 +146,14 @@ func classify(ctx context.Context, err error) engine.MetricProblem {
 	return engine.ProblemError
 }
 
-// serverTimeout reports whether an error body is Prometheus's query-timeout answer.
-func serverTimeout(body string) bool {
+// serverTimeout is the query's server-side timeout: whole seconds, at least one. The client
+// sends Go's duration text, and Prometheus rejects fractions such as "1.5s" (400 bad_data).
+func serverTimeout(d time.Duration) time.Duration {
+	return max(time.Second, d.Truncate(time.Second))
+}
+
+// isServerTimeout reports whether an error body is Prometheus's query-timeout answer.
+func isServerTimeout(body string) bool {
 	var b struct {
 		ErrorType string `json:"errorType"`
 	}

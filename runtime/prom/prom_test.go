@@ -211,7 +211,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}`)
 	case "slow":
 		select {
-		case <-time.After(3 * time.Second):
+		case <-time.After(4 * time.Second):
 		case <-r.Context().Done():
 		}
 		http.Error(w, "too late", http.StatusGatewayTimeout)
@@ -244,7 +244,8 @@ func TestBadAnswersThroughProxy(t *testing.T) {
 	px := &proxy{rp: httputil.NewSingleHostReverseProxy(u)}
 	srv := httptest.NewServer(px)
 	t.Cleanup(srv.Close)
-	c, err := New(srv.URL, 300*time.Millisecond, nil)
+	// Long enough for a loaded CI machine, far shorter than the slow mode's delay.
+	c, err := New(srv.URL, 1500*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,8 +271,8 @@ func TestBadAnswersThroughProxy(t *testing.T) {
 			began := time.Now()
 			s, err := c.Query(context.Background(), q, at)
 			assertProblem(t, err, tt.want)
-			if el := time.Since(began); el > 2*time.Second {
-				t.Errorf("query took %v, want it bounded by the 300ms timeout", el)
+			if el := time.Since(began); el > 3500*time.Millisecond {
+				t.Errorf("query took %v, want it bounded by the 1.5s timeout", el)
 			}
 			if tt.want == engine.ProblemPartial && (len(s.Warnings) == 0 || math.Abs(s.Value-40) > 0.01) {
 				t.Errorf("partial answer should keep value and warnings, got %+v", s)
