@@ -51,11 +51,12 @@ type FaultSpec struct {
 
 // Case is one generated chaos run.
 type Case struct {
-	Seed   uint64
-	Start  int // start rate, requests/s (20-300)
-	Stages []StageSpec
-	Policy PolicySpec
-	Faults []FaultSpec
+	Seed    uint64
+	Start   int // start rate, requests/s (20-300)
+	Initial int // initial workers: MinWorkers + Initial, capped at MaxWorkers (0-6)
+	Stages  []StageSpec
+	Policy  PolicySpec
+	Faults  []FaultSpec
 }
 
 const (
@@ -94,11 +95,12 @@ func genFault() gopter.Gen {
 // genCase generates whole chaos cases.
 func genCase() gopter.Gen {
 	return gen.Struct(reflect.TypeOf(Case{}), map[string]gopter.Gen{
-		"Seed":   gen.UInt64Range(1, 1<<32),
-		"Start":  gen.IntRange(20, 300),
-		"Stages": gen.SliceOf(genStage()),
-		"Policy": genPolicySpec(),
-		"Faults": gen.SliceOf(genFault()),
+		"Seed":    gen.UInt64Range(1, 1<<32),
+		"Start":   gen.IntRange(20, 300),
+		"Initial": gen.IntRange(0, 6),
+		"Stages":  gen.SliceOf(genStage()),
+		"Policy":  genPolicySpec(),
+		"Faults":  gen.SliceOf(genFault()),
 	})
 }
 
@@ -149,7 +151,7 @@ func (c Case) Config() (world.Config, error) {
 	if err := pol.Validate(); err != nil {
 		return world.Config{}, fmt.Errorf("generator made an invalid policy: %w", err)
 	}
-	initial := min(max(2, pol.MinWorkers), pol.MaxWorkers)
+	initial := min(pol.MinWorkers+c.Initial, pol.MaxWorkers)
 	sc, err := parseScenario(float64(c.Start), initial, c.stages())
 	if err != nil {
 		return world.Config{}, fmt.Errorf("generator made an invalid scenario: %w", err)
@@ -164,8 +166,8 @@ func (c Case) String() string {
 		st = append(st, fmt.Sprintf("%dm->%.0f", s.min, s.target))
 	}
 	pol, _ := c.Policy.Build().MarshalJSON()
-	return fmt.Sprintf("seed %d, start %d req/s, stages [%s], schedule %q, policy %+v (%s)",
-		c.Seed, c.Start, strings.Join(st, " "), c.Schedule().String(), c.Policy, pol)
+	return fmt.Sprintf("seed %d, start %d req/s, %d initial workers, stages [%s], schedule %q, policy %+v (%s)",
+		c.Seed, c.Start, min(c.Policy.Min+c.Initial, c.Policy.Min+1+c.Policy.Extra), strings.Join(st, " "), c.Schedule().String(), c.Policy, pol)
 }
 
 // Scenario returns the case's scenario (for tests that need it).
