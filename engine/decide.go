@@ -145,7 +145,7 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 	if left := cooldownLeft(now, st.LastScaleDown, p.ScaleDownCooldown); left > 0 {
 		return d.with(ActionCooldown, 0, fmt.Sprintf("scale-down cooldown, %v left: %s", left, reason))
 	}
-	if sameTick(now, st.LastScaleUp) || sameTick(now, st.LastScaleDown) {
+	if sameTick(now, st.LastScaleUp) || sameTick(now, st.LastScaleDown) || sameTick(now, st.LastRemoved) {
 		return d.with(ActionCooldown, 0, "scaled at this very time already (duplicate invocation): "+reason)
 	}
 	if capacity <= p.MaxWorkers {

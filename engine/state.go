@@ -8,6 +8,8 @@ type State struct {
 	Workers       int       `json:"workers"`
 	LastScaleUp   time.Time `json:"last_scale_up,omitzero"`
 	LastScaleDown time.Time `json:"last_scale_down,omitzero"`
+	// LastRemoved is when the last scale-down's node was removed (its operation ended).
+	LastRemoved time.Time `json:"last_removed,omitzero"`
 	// Operation is the write-ahead intent of an unfinished operation, or nil.
 	Operation *Operation `json:"operation,omitempty"`
 	// Backoff maps an offering key to the time before which it is not tried again.

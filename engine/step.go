@@ -595,6 +595,9 @@ func (t *tick) continueDrain(op *Operation) error {
 			t.act(Act{Kind: "delete_node", Operation: op.ID, Node: op.Node, Result: "failed", Error: err.Error()})
 		}
 		t.st.Operation = nil
+		// a second run of this tick (a duplicate delivery) must not start another
+		// scale-down at once: Decide's same-instant guard reads this
+		t.st.LastRemoved = t.now
 		t.st.Workers = max(0, t.obs.Capacity()-1)
 		t.obs.Instances = slices.DeleteFunc(t.obs.Instances, func(in Instance) bool { return in.ID == op.Instance })
 		t.obs.Nodes = slices.DeleteFunc(t.obs.Nodes, func(n Node) bool { return n.Name == op.Node })

@@ -414,7 +414,8 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 			}
 		}
 	}
-	clean := inv.role == "tick" && rec.Lock == engine.LockAcquired && err == nil && !failed(rec)
+	// a resumed (zombie) invocation decided on a stale view: not a clean tick
+	clean := inv.role == "tick" && !inv.zombie && rec.Lock == engine.LockAcquired && err == nil && !failed(rec)
 	// 3: a tick that nothing got in the way of leaves at least min workers (launching
 	// ones count), and a launch never takes the fleet over max
 	if n := c.h.w.Workers(); clean && n < p.MinWorkers {
