@@ -38,9 +38,21 @@ import (
 func buildBootstrap(t testing.TB) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "bootstrap")
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", out, ".")
+	ctx := context.Background()
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if dl, ok := d.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
+			defer cancel()
+		}
+	}
+	began := time.Now()
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-o", out, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("building bootstrap (CGO_ENABLED=0) did not finish within the test timeout (%v so far): run go test with a longer -timeout", time.Since(began).Round(time.Second))
+		}
 		t.Fatalf("building bootstrap: %v\n%s", err, b)
 	}
 	return out
