@@ -80,3 +80,32 @@ func TestPropertyChaosShrinks(t *testing.T) {
 		t.Error("the shrunk case does not fail with the cooldown violation")
 	}
 }
+
+// TestPropertyChaosStorm: random scenarios and policies under every fault kind at once,
+// the schedule drawn from the case's seed as `-chaos all` does. CHAOS_CASES/10 cases.
+func TestPropertyChaosStorm(t *testing.T) {
+	n := max(1, chaosCases(t, 1000)/10)
+	if testing.Short() {
+		n = min(n, 10)
+	}
+	params := chaosParams(t, n)
+	params.MinSize = 7 // full-size scenarios
+	params.MaxSize = 8
+	props := gopter.NewProperties(params)
+	props.Property("invariants hold with every fault kind scheduled", prop.ForAll(func(c Case) string {
+		cfg, err := c.Config()
+		if err != nil {
+			return err.Error()
+		}
+		sched := Draw(c.Seed, Names(), cfg.Scenario.Duration())
+		out, err := Run(context.Background(), cfg, sched, Options{Twin: true})
+		if err != nil {
+			return fmt.Sprintf("run failed: %v; case %s", err, c)
+		}
+		if len(out.Violations) > 0 {
+			return fmt.Sprintf("%s\n  case: %s\n  schedule: %s", strings.Join(out.Violations, "\n  "), c, sched)
+		}
+		return ""
+	}, genCase()))
+	props.TestingRun(t)
+}
