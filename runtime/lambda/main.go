@@ -108,20 +108,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 }
 
 func runLambda(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) int {
+	log := slog.New(slog.NewJSONHandler(stdout, nil))
 	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		// Logged as one JSON line so it shows in CloudWatch; the init error fails every
-		// invocation with the same text.
-		slog.New(slog.NewJSONHandler(stderr, nil)).Error("invalid configuration", "error", err.Error())
-		return 1
+	if err == nil {
+		var h *handler.Handler
+		if h, err = newHandler(ctx, cfg, stdout, stdout, slog.LevelInfo); err == nil {
+			lambda.StartWithOptions(h, lambda.WithContext(ctx))
+			return 0
+		}
 	}
-	h, err := newHandler(ctx, cfg, stdout, stdout, slog.LevelInfo)
-	if err != nil {
-		slog.New(slog.NewJSONHandler(stderr, nil)).Error("init", "cluster", cfg.ClusterID, "error", err.Error())
-		return 1
-	}
-	lambda.StartWithOptions(h, lambda.WithContext(ctx))
-	return 0
+	// Logged once at init, and every invocation fails with the same text, so the problem
+	// shows both in the logs and in the invocation's error.
+	log.Error("invalid configuration", "cluster", cfg.ClusterID, "error", err.Error())
+	failed := fmt.Errorf("invalid configuration: %w", err)
+	lambda.StartWithOptions(func(context.Context, json.RawMessage) (any, error) { return nil, failed }, lambda.WithContext(ctx))
+	return 1
 }
 
 func runOnce(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string, dryRun bool) int {

@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/smartscale/smartscale/engine"
 	"github.com/smartscale/smartscale/runtime/config"
+	"github.com/smartscale/smartscale/runtime/dynamo"
 	"github.com/smartscale/smartscale/runtime/internal/realtest"
 )
 
@@ -161,5 +165,47 @@ func TestParseTime(t *testing.T) {
 		if (err == nil) != tt.ok || (tt.ok && !got.Equal(tt.want)) {
 			t.Errorf("parseTime(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
+	}
+}
+
+// -explain -state reads the cooldowns from the DynamoDB state: a scale-up two minutes ago
+// holds the next one back.
+func TestExplainWithState(t *testing.T) {
+	promURL := realtest.Prometheus(t, realtest.Busy(start).OpenMetrics())
+	ddbURL := realtest.Dynalite(t)
+	env := map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL_DYNAMODB": ddbURL,
+		"PROMETHEUS_URL": promURL, "SMARTSCALE_TABLE": "smartscale", "SMARTSCALE_CLUSTER_ID": "demo"}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	ctx := context.Background()
+	awsCfg, err := loadAWS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	if err := dynamo.CreateTable(ctx, ddb, "smartscale"); err != nil {
+		t.Fatal(err)
+	}
+	at := start.Add(55*time.Minute + 7*time.Second)
+	store := dynamo.New(ddb, "smartscale", "demo")
+	lease, _, err := store.Acquire(ctx, "test", at.Add(-time.Hour), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Save(ctx, lease, engine.State{Workers: 2, LastScaleUp: at.Add(-2 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runArgs(env, "-explain", "-state", "-at", at.Format(time.RFC3339))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var ex explanation
+	if err := json.Unmarshal([]byte(out), &ex); err != nil {
+		t.Fatal(err)
+	}
+	if ex.Decision.Action != "cooldown" || !strings.Contains(ex.Note, "state store") {
+		t.Errorf("decision %+v note %q, want the scale-up cooldown from the stored state", ex.Decision, ex.Note)
 	}
 }

@@ -205,38 +205,17 @@ func TestBootstrapThroughRIE(t *testing.T) {
 	l := newLive(t)
 	bin := buildBootstrap(t)
 	now, ec2srv, ddb, fk := l.now, l.ec2, l.ddb, l.fk
-	port, apiPort := realtest.FreePort(t), realtest.FreePort(t)
-	cmd := exec.Command(rie, "--runtime-interface-emulator-address", "127.0.0.1:"+strconv.Itoa(port),
-		"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort), bin)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, l.env...)
-	realtest.Start(t, cmd)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	waitPort(t, addr)
+	addr := startRIE(t, rie, bin, l.env)
+	invoke := func(payload string) map[string]any { t.Helper(); return invokeRIE(t, addr, payload) }
 
-	invoke := func(payload string) map[string]any {
-		t.Helper()
-		client := &http.Client{Timeout: 60 * time.Second}
-		resp, err := client.Post("http://"+addr+"/2015-03-31/functions/function/invocations", "application/json", strings.NewReader(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("RIE answered %s: %s", resp.Status, b)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatalf("answer %s: %v", b, err)
-		}
-		return m
-	}
-
-	// 1. A scheduled tick: CPU 78% and pods pending -> +2 workers.
+	// 1. A scheduled tick: CPU 78% and pods pending -> +2 workers. The first invocation
+	// includes the cold start (process start and init).
+	began := time.Now()
 	res := invoke(`{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","account":"1","time":"` + now.Format(time.RFC3339) + `","region":"us-east-1","resources":[],"detail":{}}`)
 	if res["errorMessage"] != nil {
 		t.Fatalf("tick failed: %v", res)
 	}
+	t.Logf("first invocation through the RIE (cold start + one tick over local servers): %v", time.Since(began).Round(time.Millisecond))
 	dec, _ := res["decision"].(map[string]any)
 	if res["kind"] != "tick" || res["lock"] != engine.LockAcquired || dec["action"] != "scale_up" || dec["delta"] != 2.0 {
 		t.Fatalf("tick result %v", res)
@@ -321,5 +300,50 @@ func TestOnceDryRun(t *testing.T) {
 	}
 	if len(l.fk.published) != 0 {
 		t.Errorf("notified in a dry run")
+	}
+}
+
+func startRIE(t *testing.T, rie, bin string, env []string) string {
+	t.Helper()
+	port, apiPort := realtest.FreePort(t), realtest.FreePort(t)
+	cmd := exec.Command(rie, "--runtime-interface-emulator-address", "127.0.0.1:"+strconv.Itoa(port),
+		"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort), bin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	realtest.Start(t, cmd)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	waitPort(t, addr)
+	return addr
+}
+
+func invokeRIE(t *testing.T, addr, payload string) map[string]any {
+	t.Helper()
+	client := &http.Client{Timeout: 60 * time.Second}
+	resp, err := client.Post("http://"+addr+"/2015-03-31/functions/function/invocations", "application/json", strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("RIE answered %s: %s", resp.Status, b)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("answer %s: %v", b, err)
+	}
+	return m
+}
+
+// With a broken configuration every invocation fails with the whole list of problems.
+func TestBootstrapBadConfigThroughRIE(t *testing.T) {
+	rie := realtest.Tool(t, "aws-lambda-rie")
+	bin := buildBootstrap(t)
+	addr := startRIE(t, rie, bin, []string{"AWS_REGION=us-east-1", "SMARTSCALE_CLUSTER_ID=demo", "SMARTSCALE_LEASE=10s", "POLICY_JSON={\"max_workers\": 0}"})
+	res := invokeRIE(t, addr, `{"detail-type":"Scheduled Event","source":"aws.events"}`)
+	msg, _ := res["errorMessage"].(string)
+	for _, want := range []string{"invalid configuration", "SMARTSCALE_TABLE is required", "PROMETHEUS_URL is required", "SMARTSCALE_LEASE must be >= 1m", "max_workers", "SLACK_WEBHOOK_SECRET_ARN is required"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
 	}
 }
