@@ -79,7 +79,7 @@ func (c *fakeCloud) Terminate(_ context.Context, ids []string) error {
 func (c *fakeCloud) active() int {
 	n := 0
 	for _, in := range c.insts {
-		if in.State != engine.InstanceTerminated {
+		if in.State == engine.InstancePending || in.State == engine.InstanceRunning {
 			n++
 		}
 	}
@@ -403,6 +403,9 @@ func invokeCommand(mode string) commands.Command {
 				if (r.err != nil) != m.expectErr {
 					return post(false, "tick error %v, model expects one: %v", r.err, m.expectErr)
 				}
+				if n := sut.cloud.active(); r.err == nil && n < sut.step.Policy.MinWorkers {
+					return post(false, "inv 3: %d instances after a clean tick, min %d", n, sut.step.Policy.MinWorkers)
+				}
 				if op := r.op; r.err == nil && op != nil && (op.Phase == engine.PhaseLaunching || op.Phase == engine.PhaseCordoned || op.Phase == engine.PhaseTerminating) {
 					return post(false, "intent left %s after a clean tick", op.Phase)
 				}
@@ -510,6 +513,30 @@ var joinCommand = &commands.ProtoCommand{
 	NextStateFunc: worldChanged,
 }
 
+// interruptCommand: the provider takes the oldest running instance away (spot); its node
+// object stays, NotReady. Like EC2, DescribeInstances keeps listing it (shutting-down):
+// an instance that vanished from the list could be DescribeInstances lag, which the engine
+// counts as launching until the node-ready timeout.
+var interruptCommand = &commands.ProtoCommand{
+	Name: "Interrupt",
+	RunFunc: func(s commands.SystemUnderTest) commands.Result {
+		sut := s.(*protoSUT)
+		for _, in := range sut.cloud.insts {
+			if in.State == engine.InstanceRunning {
+				in.State = engine.InstanceStopping
+				for _, n := range sut.cluster.nodes {
+					if n.InstanceID == in.ID {
+						n.Ready = false
+					}
+				}
+				break
+			}
+		}
+		return nil
+	},
+	NextStateFunc: worldChanged,
+}
+
 // worldChanged: a tick run again after the world changed is no duplicate.
 func worldChanged(st commands.State) commands.State {
 	m := st.(protoModel)
@@ -560,6 +587,7 @@ func protocolCommands() commands.Commands {
 					advanceCommand(2*time.Minute), advanceCommand(4*time.Minute))},
 				{Weight: 2, Gen: gen.OneConstOf(loadCommand(true), loadCommand(false))},
 				{Weight: 2, Gen: gen.Const(joinCommand)},
+				{Weight: 1, Gen: gen.Const(interruptCommand)},
 				{Weight: 1, Gen: gen.OneConstOf(lostCommand("acquire"), lostCommand("save"), lostCommand("release"))},
 			})
 		},
@@ -580,7 +608,7 @@ func TestPropertyChaosLockProtocol(t *testing.T) {
 // protocolCommandsByName maps a command's String() to the command, for replays.
 func protocolCommandsByName() map[string]commands.Command {
 	all := []commands.Command{invokeCommand(""), invokeCommand("kill"), invokeCommand("pause"), resumeCommand,
-		duplicateCommand, joinCommand, loadCommand(true), loadCommand(false),
+		duplicateCommand, joinCommand, interruptCommand, loadCommand(true), loadCommand(false),
 		lostCommand("acquire"), lostCommand("save"), lostCommand("release")}
 	for _, d := range []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute} {
 		all = append(all, advanceCommand(d))
