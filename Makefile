@@ -23,7 +23,7 @@ test: tools ## the whole test suite (installs its tools first): Go tests with re
 	$(MAKE) test-go test-deploy lint-scripts check-k3s
 
 test-go:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 
 test-deploy:
 	@if [ -f deploy/go.mod ]; then cd deploy && $(GO) test -count=1 ./...; fi
