@@ -207,6 +207,7 @@ func decodeState(item map[string]types.AttributeValue) (engine.State, error) {
 // TableAPI is what CreateTable needs.
 type TableAPI interface {
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 }
 
 // CreateTable creates a table with the store's key schema (on-demand billing). The
@@ -221,5 +222,19 @@ func CreateTable(ctx context.Context, api TableAPI, table string) error {
 	if err != nil {
 		return fmt.Errorf("creating table %s: %w", table, err)
 	}
-	return nil
+	// A new table answers ResourceNotFoundException until it is ACTIVE (DynamoDB and
+	// dynalite alike): wait for it, bounded by ctx and a minute.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		out, err := api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &table})
+		if err == nil && out.Table != nil && out.Table.TableStatus == types.TableStatusActive {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for table %s to be ACTIVE: %w", table, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
 }
