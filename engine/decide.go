@@ -95,7 +95,10 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		if sameTick(now, st.LastScaleUp) {
 			return d.with(ActionCooldown, 0, "scaled up at this very time already (duplicate invocation): "+reason)
 		}
-		step := upStep(p, obs, triggers)
+		step, why := upStep(p, obs, triggers)
+		if why != "" {
+			reason += "; " + why
+		}
 		return d.with(ActionScaleUp, min(step, p.MaxWorkers-capacity), reason)
 	}
 
@@ -193,23 +196,58 @@ func upTriggers(p Policy, r Readings) (triggers, why []string) {
 //   - the nodes needed to bring CPU (or memory) back under its scale-up threshold, at the
 //     current load, exceed the current nodes by at least ScaleUpMaxStep: ceil(n*u/t) - n;
 //   - or CPU is high and pods are pending at the same time (the nodes are busy and work is
-//     queued besides).
-func upStep(p Policy, obs Observation, triggers []string) int {
+//     queued besides);
+//   - or the pods pending throughout the window would fill more than one node, at the
+//     average pods per ready worker: ceil(pending / pods-per-worker).
+func upStep(p Policy, obs Observation, triggers []string) (int, string) {
 	n := float64(obs.Capacity() + p.ControlPlaneNodes)
-	need := 0
+	need, why := 0, ""
+	raise := func(k int, because string) {
+		if k > need {
+			need, why = k, because
+		}
+	}
 	extra := func(util, threshold float64) int {
 		return int(math.Ceil(n*util/threshold-1e-9) - n)
 	}
 	if r := obs.Readings.CPU; r.OK() {
-		need = max(need, extra(r.Value, p.ScaleUpCPUPercent))
+		k := extra(r.Value, p.ScaleUpCPUPercent)
+		raise(k, fmt.Sprintf("cpu %.1f%% on %.0f nodes needs %d more to get under %g%%", r.Value, n, k, p.ScaleUpCPUPercent))
 	}
 	if r := obs.Readings.Memory; r.OK() {
-		need = max(need, extra(r.Value, p.ScaleUpMemoryPercent))
+		k := extra(r.Value, p.ScaleUpMemoryPercent)
+		raise(k, fmt.Sprintf("memory %.1f%% on %.0f nodes needs %d more to get under %g%%", r.Value, n, k, p.ScaleUpMemoryPercent))
 	}
 	if slices.Contains(triggers, TriggerCPUHigh) && slices.Contains(triggers, TriggerPending) {
-		need = max(need, p.ScaleUpMaxStep)
+		raise(p.ScaleUpMaxStep, "cpu high and pods pending at once")
 	}
-	return min(max(need, p.ScaleUpStep), p.ScaleUpMaxStep)
+	if r := obs.Readings.PendingMin; r.OK() && r.Value >= 1 {
+		if per := podsPerWorker(obs); per > 0 {
+			k := int(math.Ceil(r.Value/per - 1e-9))
+			raise(k, fmt.Sprintf("%.0f pending pods fill %d nodes at %.1f pods per worker", r.Value, k, per))
+		}
+	}
+	step := min(max(need, p.ScaleUpStep), p.ScaleUpMaxStep)
+	if step <= p.ScaleUpStep {
+		return step, ""
+	}
+	return step, fmt.Sprintf("adding %d: %s", step, why)
+}
+
+// podsPerWorker is the average number of pods on a ready, schedulable worker (0 without a
+// node list): when pods are pending, the workers are full, so it is what a new one holds.
+func podsPerWorker(obs Observation) float64 {
+	pods, workers := 0, 0
+	for _, n := range obs.Nodes {
+		if !n.ControlPlane && n.Ready && !n.Unschedulable {
+			pods += n.Pods
+			workers++
+		}
+	}
+	if workers == 0 {
+		return 0
+	}
+	return float64(pods) / float64(workers)
 }
 
 // pickNode chooses the worker to remove: ready, schedulable, managed (its instance is in the

@@ -62,6 +62,16 @@ func TestDecide(t *testing.T) {
 		{name: "cpu far above threshold needs more than one node: 2", obs: func(o *Observation) {
 			o.Readings.CPUHighMin, o.Readings.CPU = ok(90), ok(98) // 5 nodes * 98/70 = 7 -> +2
 		}, action: ActionScaleUp, delta: 2},
+		{name: "pending pods that fill more than one node: 2", obs: func(o *Observation) {
+			o.Readings.Pending, o.Readings.PendingMin = ok(9), ok(5) // workers hold 3.5 pods on average: ceil(5/3.5) = 2
+		}, action: ActionScaleUp, delta: 2},
+		{name: "pending pods that fit on one node: 1", obs: func(o *Observation) {
+			o.Readings.Pending, o.Readings.PendingMin = ok(4), ok(3) // ceil(3/3.5) = 1
+		}, action: ActionScaleUp, delta: 1},
+		{name: "pending pods without a node list: 1", obs: func(o *Observation) {
+			o.Nodes = nil
+			o.Readings.Pending, o.Readings.PendingMin = ok(40), ok(30)
+		}, action: ActionScaleUp, delta: 1},
 		{name: "step is capped at max step", obs: func(o *Observation) { o.Readings.CPUHighMin, o.Readings.CPU = ok(99), ok(100) },
 			action: ActionScaleUp, delta: 2},
 		{name: "step is capped by max workers", obs: func(o *Observation) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,7 +76,7 @@ func TestFlightGeneratorIsDeterministic(t *testing.T) {
 func TestFlightReportsTampering(t *testing.T) {
 	data, recs := readShippedFlight(t)
 	lines := strings.Split(string(data), "\n")
-	// Tamper with the first scale-up: claim it added 3 workers.
+	// Tamper with the first scale-up.
 	var target FlightRecord
 	for _, r := range recs {
 		if r.Record.Decision.Action == engine.ActionScaleUp {
@@ -86,10 +87,12 @@ func TestFlightReportsTampering(t *testing.T) {
 	if target.Line == 0 {
 		t.Fatal("no scale-up in the sample")
 	}
+	// claim it added 7 more workers than it did
 	line := lines[target.Line-1]
-	tampered := strings.Replace(line, `\"action\":\"scale_up\",\"delta\":1`, `\"action\":\"scale_up\",\"delta\":3`, 1)
+	orig, fake := target.Record.Decision.Delta, target.Record.Decision.Delta+7
+	tampered := strings.Replace(line, fmt.Sprintf(`\"action\":\"scale_up\",\"delta\":%d`, orig), fmt.Sprintf(`\"action\":\"scale_up\",\"delta\":%d`, fake), 1)
 	if tampered == line {
-		tampered = strings.Replace(line, `"action":"scale_up","delta":1`, `"action":"scale_up","delta":3`, 1)
+		tampered = strings.Replace(line, fmt.Sprintf(`"action":"scale_up","delta":%d`, orig), fmt.Sprintf(`"action":"scale_up","delta":%d`, fake), 1)
 	}
 	if tampered == line {
 		t.Fatalf("could not tamper with line %d", target.Line)
@@ -107,7 +110,7 @@ func TestFlightReportsTampering(t *testing.T) {
 	if m.Line != target.Line || !m.Time.Equal(target.Record.Time) {
 		t.Errorf("mismatch at line %d %s, want line %d %s", m.Line, m.Time, target.Line, target.Record.Time)
 	}
-	if !strings.Contains(m.Production, `"delta":3`) || !strings.Contains(m.Replayed, `"delta":1`) {
+	if !strings.Contains(m.Production, fmt.Sprintf(`"delta":%d`, fake)) || !strings.Contains(m.Replayed, fmt.Sprintf(`"delta":%d`, orig)) {
 		t.Errorf("mismatch shows production %s, replayed %s", m.Production, m.Replayed)
 	}
 	var out bytes.Buffer
