@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartscale/smartscale/internal/realtest"
 	"github.com/smartscale/smartscale/scenarios"
 	"github.com/smartscale/smartscale/sim/replay"
-	"github.com/smartscale/smartscale/sim/replay/promtest"
 )
 
 // TestReplayCLI: -replay writes the open-loop outputs, byte-identical on a second run.
@@ -126,7 +126,7 @@ func TestRecordCLI(t *testing.T) {
 	if err := win.WriteOpenMetrics(&om); err != nil {
 		t.Fatal(err)
 	}
-	url := promtest.Start(t, om.Bytes())
+	url := realtest.Prometheus(t, om.String())
 	dir := t.TempDir()
 	var files []string
 	for _, format := range []string{"json", "openmetrics"} {

@@ -26,12 +26,12 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/internal/realtest"
 	"github.com/smartscale/smartscale/runtime/config"
 	"github.com/smartscale/smartscale/runtime/dynamo"
 	"github.com/smartscale/smartscale/runtime/ec2"
 	"github.com/smartscale/smartscale/runtime/ec2/ec2fake"
 	"github.com/smartscale/smartscale/runtime/emf"
-	"github.com/smartscale/smartscale/runtime/internal/realtest"
 	"github.com/smartscale/smartscale/runtime/kube"
 	"github.com/smartscale/smartscale/runtime/notify"
 	"github.com/smartscale/smartscale/runtime/prom"

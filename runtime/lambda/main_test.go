@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/internal/realtest"
 	"github.com/smartscale/smartscale/runtime/config"
 	"github.com/smartscale/smartscale/runtime/dynamo"
-	"github.com/smartscale/smartscale/runtime/internal/realtest"
 )
 
 var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -25,10 +25,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/internal/realtest"
 	"github.com/smartscale/smartscale/runtime/dynamo"
 	"github.com/smartscale/smartscale/runtime/ec2"
 	"github.com/smartscale/smartscale/runtime/ec2/ec2fake"
-	"github.com/smartscale/smartscale/runtime/internal/realtest"
 	"github.com/smartscale/smartscale/runtime/notify"
 )
 

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/smartscale/smartscale/engine"
-	"github.com/smartscale/smartscale/runtime/internal/realtest"
+	"github.com/smartscale/smartscale/internal/realtest"
 )
 
 var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -14,10 +14,10 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/internal/realtest"
 	"github.com/smartscale/smartscale/runtime/handler"
 	"github.com/smartscale/smartscale/runtime/prom"
 	"github.com/smartscale/smartscale/sim/metrics"
-	"github.com/smartscale/smartscale/sim/replay/promtest"
 	"github.com/smartscale/smartscale/sim/world"
 )
 
@@ -50,7 +50,7 @@ func TestRoundTripThroughPrometheus(t *testing.T) {
 	if err := orig.WriteOpenMetrics(&om); err != nil {
 		t.Fatal(err)
 	}
-	url := promtest.Start(t, om.Bytes())
+	url := realtest.Prometheus(t, om.String())
 
 	// Record: query_range of each metric at the samples' 30 s, in 1 h chunks.
 	client, err := api.NewClient(api.Config{Address: url})
