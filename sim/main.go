@@ -231,15 +231,18 @@ func writeOutputs(dir string, res *world.Result, pol engine.Policy) error {
 		write("summary.json", func(w io.Writer) error { return world.WriteSummary(w, res.Summary) }),
 		write("timeline.csv", func(w io.Writer) error { return world.WriteTimeline(w, res.Timeline) }),
 		write("decisions.jsonl", func(w io.Writer) error { return world.WriteDecisions(w, res.Records) }),
-		write("policy.json", func(w io.Writer) error {
-			b, err := pol.MarshalJSON()
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(append(b, '\n'))
-			return err
-		}),
+		write("policy.json", func(w io.Writer) error { return writePolicy(w, pol) }),
 	)
+}
+
+// writePolicy writes the policy in the form -policy reads.
+func writePolicy(w io.Writer, pol engine.Policy) error {
+	b, err := pol.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 func printSummary(w io.Writer, s world.Summary, out string) {

@@ -195,14 +195,7 @@ func writeAudit(dir string, recs []engine.Record, sum replay.AuditSummary, pol e
 		write("decisions.jsonl", func(w io.Writer) error { return world.WriteDecisions(w, recs) }),
 		write("timeline.csv", func(w io.Writer) error { return replay.WriteAuditTimeline(w, recs) }),
 		write("summary.json", func(w io.Writer) error { return replay.WriteSummary(w, sum) }),
-		write("policy.json", func(w io.Writer) error {
-			b, err := pol.MarshalJSON()
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(append(b, '\n'))
-			return err
-		}),
+		write("policy.json", func(w io.Writer) error { return writePolicy(w, pol) }),
 	)
 }
 

@@ -39,27 +39,6 @@ import (
 
 var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// busy: CPU 20% for 30 minutes then 78%; memory 40%; 2 pods pending from minute 40; a
-// control plane and two workers.
-func busy() realtest.Cluster {
-	return realtest.Cluster{
-		Start: start, Duration: time.Hour, Nodes: []string{"master", "worker-1", "worker-2"},
-		Busy: func(off time.Duration) float64 {
-			if off < 30*time.Minute {
-				return 0.20
-			}
-			return 0.78
-		},
-		MemUsed: realtest.Const(0.40),
-		Pending: func(off time.Duration) int {
-			if off < 40*time.Minute {
-				return 0
-			}
-			return 2
-		},
-	}
-}
-
 // snsCapture is an in-memory SNS Publish.
 type snsCapture struct {
 	mu  sync.Mutex
@@ -98,7 +77,7 @@ type world struct {
 // fake Kubernetes.
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	promURL := realtest.Prometheus(t, busy().OpenMetrics())
+	promURL := realtest.Prometheus(t, realtest.Busy(start).OpenMetrics())
 	ddbURL := realtest.Dynalite(t)
 	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
 	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbURL)})

@@ -22,30 +22,9 @@ import (
 
 var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// busyCluster: CPU 20% busy for 30 minutes then 78%, memory 40% used, 2 pods pending from
-// minute 40; a control plane and two workers, 2 CPUs each.
-func busyCluster() realtest.Cluster {
-	return realtest.Cluster{
-		Start: start, Duration: time.Hour, Nodes: []string{"master", "worker-1", "worker-2"},
-		Busy: func(off time.Duration) float64 {
-			if off < 30*time.Minute {
-				return 0.20
-			}
-			return 0.78
-		},
-		MemUsed: realtest.Const(0.40),
-		Pending: func(off time.Duration) int {
-			if off < 40*time.Minute {
-				return 0
-			}
-			return 2
-		},
-	}
-}
-
 func startProm(t *testing.T) string {
 	t.Helper()
-	return realtest.Prometheus(t, busyCluster().OpenMetrics())
+	return realtest.Prometheus(t, realtest.Busy(start).OpenMetrics())
 }
 
 func TestDefaultQueriesOnRealPrometheus(t *testing.T) {
