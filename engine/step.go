@@ -46,11 +46,16 @@ type Record struct {
 	Fence       int64       `json:"fence,omitempty"`
 	Observation Observation `json:"observation"`
 	State       State       `json:"state"` // as read, before this tick
-	Decision    Decision    `json:"decision"`
-	Acted       []Act       `json:"acted"`
-	Events      []Event     `json:"events,omitempty"`
-	NotifyError string      `json:"notify_error,omitempty"`
-	Error       string      `json:"error,omitempty"`
+	// DecideState is the state Decide saw (after reconciling the previous tick's operation)
+	// and BusyOperation the operation that made the tick busy: with the observation, they
+	// are all a replay needs to re-decide the tick without knowing the reconcile rules.
+	DecideState   *State   `json:"decide_state,omitempty"`
+	BusyOperation string   `json:"busy_operation,omitempty"`
+	Decision      Decision `json:"decision"`
+	Acted         []Act    `json:"acted"`
+	Events        []Event  `json:"events,omitempty"`
+	NotifyError   string   `json:"notify_error,omitempty"`
+	Error         string   `json:"error,omitempty"`
 }
 
 // Act is one side effect of a tick (or, in dry-run, one that would have happened).
@@ -198,6 +203,11 @@ func (t *tick) run() error {
 	}
 	t.adjustForLag()
 	t.adjustForGone()
+	decided := t.st.Clone()
+	t.rec.DecideState = &decided
+	if busy {
+		t.rec.BusyOperation = busyOp
+	}
 	d := Decide(t.now, p, t.obs, t.st)
 	if busy && d.Action != ActionScaleUp {
 		d = Decision{Action: ActionBusy, Reason: "finishing operation " + busyOp,

@@ -109,9 +109,10 @@ func recordOf(line []byte, depth int) (json.RawMessage, bool, error) {
 	return nil, false, nil
 }
 
-// Redecide re-runs engine.Decide on a flight record the way engine.Step ran it. The record
-// keeps the state as read at the start of the tick; Step reconciled an unfinished operation
-// before deciding, so the state Decide saw is rebuilt from the record's acts:
+// Redecide re-runs engine.Decide on a flight record the way engine.Step ran it. Records
+// carry the state Decide saw (decide_state) and the operation that made the tick busy; older
+// records keep only the state as read at the start of the tick, and as Step reconciled an
+// unfinished operation before deciding, the state Decide saw is rebuilt from their acts:
 //   - a scale-up that was launching was retried: a "launch" act of that operation that
 //     succeeded starts the scale-up cooldown now, none drops the operation; the tick is busy;
 //   - a scale-up that was joining drops the instances that joined or were terminated this
@@ -133,6 +134,16 @@ func Redecide(p engine.Policy, rec engine.Record) (d engine.Decision, ok bool, w
 		// build its clients): Decide did not run.
 		return d, false, fmt.Sprintf("lock %q: %s", rec.Lock, rec.Error)
 	}
+	if rec.DecideState != nil {
+		// records since the engine logs what Decide saw: no reconstruction needed
+		d = engine.Decide(rec.Time, p, rec.Observation, *rec.DecideState)
+		if rec.BusyOperation != "" && d.Action != engine.ActionScaleUp {
+			d = engine.Decision{Action: engine.ActionBusy, Reason: "finishing operation " + rec.BusyOperation,
+				Workers: d.Workers, Target: d.Workers, Triggers: d.Triggers}
+		}
+		return d, true, ""
+	}
+	// Older records: rebuild the state Decide saw from the state read and the acts.
 	st := rec.State.Clone()
 	busy, busyOp := false, ""
 	if op := st.Operation; op != nil && rec.Lock != engine.LockDryRun {

@@ -60,13 +60,16 @@ type decisionLineT struct {
 	Acted       []engine.Act       `json:"acted"`
 	Lock        string             `json:"lock"`
 	State       engine.State       `json:"state"`
+	DecideState *engine.State      `json:"decide_state,omitempty"`
+	BusyOp      string             `json:"busy_operation,omitempty"`
 	Events      []engine.Event     `json:"events,omitempty"`
 	Error       string             `json:"error,omitempty"`
 }
 
 func decisionLine(r engine.Record) decisionLineT {
 	return decisionLineT{Time: r.Time.UTC().Format(time.RFC3339), Observation: r.Observation, Decision: r.Decision,
-		Acted: r.Acted, Lock: r.Lock, State: r.State, Events: r.Events, Error: r.Error}
+		Acted: r.Acted, Lock: r.Lock, State: r.State, DecideState: r.DecideState, BusyOp: r.BusyOperation,
+		Events: r.Events, Error: r.Error}
 }
 
 // WriteSummary writes summary.json.
