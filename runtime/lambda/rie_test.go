@@ -202,8 +202,10 @@ current-context: k3s
 // API), an SNS event for Slack, and fails an unknown event.
 func TestBootstrapThroughRIE(t *testing.T) {
 	rie := realtest.Tool(t, "aws-lambda-rie")
-	l := newLive(t)
+	// build first: the live world's series end now, and the first build without cgo can take
+	// minutes, after which the series would be stale
 	bin := buildBootstrap(t)
+	l := newLive(t)
 	now, ec2srv, ddb, fk := l.now, l.ec2, l.ddb, l.fk
 	addr := startRIE(t, rie, bin, l.env)
 	invoke := func(payload string) map[string]any { t.Helper(); return invokeRIE(t, addr, payload) }
