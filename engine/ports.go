@@ -29,7 +29,9 @@ type Cloud interface {
 	// Launch starts req.Count instances of one offering. It is idempotent on req.Token
 	// (EC2's ClientToken): a retry with the same token returns the same instances.
 	Launch(ctx context.Context, req LaunchRequest) ([]Instance, error)
-	// Instances lists the managed workers that are not terminated.
+	// Instances lists the managed workers with their state. Instances terminated recently
+	// may be listed too, with state terminated (EC2 keeps them about an hour): they are gone,
+	// where an instance not listed at all may be one DescribeInstances does not show yet.
 	Instances(ctx context.Context) ([]Instance, error)
 	// Terminate terminates managed workers. Unmanaged IDs must be refused.
 	Terminate(ctx context.Context, ids []string) error

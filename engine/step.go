@@ -60,7 +60,7 @@ type Record struct {
 
 // Act is one side effect of a tick (or, in dry-run, one that would have happened).
 type Act struct {
-	Kind      string   `json:"kind"` // launch, terminate, cordon, drain, uncordon, delete_node
+	Kind      string   `json:"kind"` // launch, joined, gone, terminate, cordon, drain, uncordon, delete_node
 	Operation string   `json:"operation,omitempty"`
 	Instances []string `json:"instances,omitempty"`
 	Node      string   `json:"node,omitempty"`
@@ -337,6 +337,11 @@ func (t *tick) watchJoin(op *Operation) error {
 	}
 	var waiting []string
 	for _, id := range op.Instances {
+		if in, ok := launched[id]; ok && (in.State == InstanceTerminated || in.State == InstanceStopping) {
+			// interrupted or terminated before joining: nothing left to wait for
+			t.act(Act{Kind: "gone", Operation: op.ID, Instances: []string{id}, Result: "ok", Error: "instance " + string(in.State) + " before its node was Ready"})
+			continue
+		}
 		if _, ok := ready[id]; ok {
 			a := Act{Kind: "joined", Operation: op.ID, Instances: []string{id}, Result: "ok"}
 			if in, ok := launched[id]; ok {

@@ -483,3 +483,33 @@ type errCluster struct{ *fakeCluster }
 func (errCluster) Nodes(context.Context) ([]engine.Node, error) {
 	return nil, errors.New("apiserver unreachable")
 }
+
+// An instance of a scale-up that was interrupted before joining is listed as terminated
+// (EC2 keeps terminated instances listed for a while): it is gone, not lagging, so it no
+// longer counts as capacity and the operation stops waiting for it.
+func TestStepInterruptedJoiningInstanceIsGone(t *testing.T) {
+	r := newRig()
+	r.busy()
+	r.tick(t, t0)
+	for i := range r.cloud.insts {
+		if r.cloud.insts[i].ID == "i-new2" {
+			r.cloud.insts[i].State = engine.InstanceTerminated
+		}
+	}
+	r.metrics.values["cpu_high_min"], r.metrics.values["pending_min"] = 40, 0
+	rec := r.tick(t, t0.Add(2*time.Minute))
+	if rec.Observation.Launching != 1 || rec.Decision.Workers != 5 {
+		t.Fatalf("launching %d workers %d: the interrupted instance must not count", rec.Observation.Launching, rec.Decision.Workers)
+	}
+	gone := false
+	for _, a := range rec.Acted {
+		gone = gone || (a.Kind == "gone" && a.Instances[0] == "i-new2")
+	}
+	if !gone {
+		t.Fatalf("acted %+v, want i-new2 gone", rec.Acted)
+	}
+	st, _ := r.store.Load(context.Background())
+	if st.Operation == nil || !slices.Equal(st.Operation.Instances, []string{"i-new1"}) {
+		t.Fatalf("operation %+v, want it waiting for i-new1 only", st.Operation)
+	}
+}

@@ -100,12 +100,13 @@ func (c *Cloud) Launch(ctx context.Context, req engine.LaunchRequest) ([]engine.
 	return insts, nil
 }
 
-// Instances lists the cluster's managed workers that are not terminated.
+// Instances lists the cluster's managed workers, including the terminated ones EC2 still
+// shows (about an hour): the engine tells "gone" from "not listed yet" by them.
 func (c *Cloud) Instances(ctx context.Context) ([]engine.Instance, error) {
 	in := &sdk.DescribeInstancesInput{Filters: []types.Filter{
 		{Name: aws.String("tag:" + TagCluster), Values: []string{c.cluster}},
 		{Name: aws.String("tag:" + TagManagedBy), Values: []string{ManagedByValue}},
-		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "shutting-down", "stopping", "stopped"}},
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "shutting-down", "stopping", "stopped", "terminated"}},
 	}}
 	var out []engine.Instance
 	for page := 0; ; page++ {
@@ -121,9 +122,7 @@ func (c *Cloud) Instances(ctx context.Context) ([]engine.Instance, error) {
 				if !c.managed(i) {
 					continue // a filter the API ignored must not make us manage others' instances
 				}
-				if inst := instance(i); inst.State != engine.InstanceTerminated {
-					out = append(out, inst)
-				}
+				out = append(out, instance(i))
 			}
 		}
 		if aws.ToString(resp.NextToken) == "" {

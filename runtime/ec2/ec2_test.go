@@ -125,15 +125,25 @@ func TestInstancesListsOnlyManagedWorkersOfTheCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids(got) != ids(mine) {
-		t.Errorf("Instances = %s, want %s", ids(got), ids(mine))
-	}
 	states := map[string]engine.InstanceState{}
 	for _, in := range got {
 		states[in.ID] = in.State
 	}
+	if len(got) != 3 {
+		t.Errorf("Instances = %s, want %s and i-old", ids(got), ids(mine))
+	}
 	if states[mine[0].ID] != engine.InstanceRunning || states[mine[1].ID] != engine.InstancePending {
 		t.Errorf("states %v", states)
+	}
+	// a terminated worker is still listed (as EC2 does for about an hour), as gone
+	if st, ok := states["i-old"]; !ok || st != engine.InstanceTerminated {
+		t.Errorf("terminated worker: %v (listed %v), want state terminated", st, ok)
+	}
+	if _, ok := states["i-master"]; ok {
+		t.Error("unmanaged instance listed")
+	}
+	if _, ok := states["i-other"]; ok {
+		t.Error("other cluster's instance listed")
 	}
 }
 

@@ -198,11 +198,13 @@ func (c *Cloud) list(ids []string) []engine.Instance {
 	return out
 }
 
-// Instances implements engine.Cloud: managed instances not yet terminated.
+// Instances implements engine.Cloud: the managed instances, and, as EC2's DescribeInstances
+// does, those terminated within the last hour (so a terminated instance is told apart from
+// one not listed yet).
 func (c *Cloud) Instances(context.Context) ([]engine.Instance, error) {
 	var out []engine.Instance
 	for _, in := range c.insts {
-		if in.Managed && in.State != engine.InstanceTerminated {
+		if in.Managed && (in.State != engine.InstanceTerminated || c.loop.Now().Sub(in.TerminatedAt) < time.Hour) {
 			out = append(out, in.Instance)
 		}
 	}

@@ -165,7 +165,7 @@ func Redecide(p engine.Policy, rec engine.Record) (d engine.Decision, ok bool, w
 		case op.Kind == engine.OpScaleUp:
 			gone := map[string]bool{}
 			for _, a := range rec.Acted {
-				if a.Operation == op.ID && (a.Kind == "joined" || a.Kind == "terminate") {
+				if a.Operation == op.ID && (a.Kind == "joined" || a.Kind == "gone" || a.Kind == "terminate") {
 					for _, id := range a.Instances {
 						gone[id] = true
 					}
