@@ -14,7 +14,7 @@ help: ## list the targets
 
 build: ## build every package and the Lambda binary
 	$(GO) build ./...
-	$(GO) vet -stdmethods=false ./...
+	$(GO) vet ./...
 
 tools: ## install what the tests need: prometheus+promtool, shellcheck (Debian), dynalite (npm), Lambda RIE (Go)
 	@bash scripts/tools.sh
@@ -39,7 +39,7 @@ check-k3s: ## promtool checks of the Prometheus config and alert rules
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) vet -stdmethods=false ./...
+	$(GO) vet ./...
 
 sim: ## run the simulator: make sim SCENARIO=flash-sale SEED=1
 	$(GO) run ./sim -scenario $(SCENARIO) -seed $(SEED)

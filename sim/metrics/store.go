@@ -5,7 +5,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
 )
 
@@ -32,9 +32,31 @@ type Store struct {
 
 type series struct {
 	lset labels.Labels
-	ts   []int64
-	vs   []float64
+	pts  points
 }
+
+// point is one float sample; it implements chunks.Sample so Prometheus' own list
+// iterator (with its binary-search Seek) reads the store without copies.
+type point struct {
+	t int64
+	f float64
+}
+
+func (p *point) T() int64                      { return p.t }
+func (p *point) ST() int64                     { return 0 }
+func (p *point) F() float64                    { return p.f }
+func (p *point) H() *histogram.Histogram       { return nil }
+func (p *point) FH() *histogram.FloatHistogram { return nil }
+func (p *point) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (p *point) Copy() chunks.Sample           { c := *p; return &c }
+
+// points implements storage.Samples; Get returns a pointer into the slice (no allocation).
+type points []point
+
+func (ps points) Get(i int) chunks.Sample { return &ps[i] }
+func (ps points) Len() int                { return len(ps) }
+
+func (ps points) last() int64 { return ps[len(ps)-1].t }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
@@ -71,11 +93,10 @@ func (s *Store) Append(lset labels.Labels, tMillis int64, v float64) error {
 }
 
 func (s *Store) appendTo(sr *series, tMillis int64, v float64) error {
-	if n := len(sr.ts); n > 0 && tMillis <= sr.ts[n-1] {
-		return fmt.Errorf("series %s: sample at %d is not after the newest (%d)", sr.lset, tMillis, sr.ts[n-1])
+	if len(sr.pts) > 0 && tMillis <= sr.pts.last() {
+		return fmt.Errorf("series %s: sample at %d is not after the newest (%d)", sr.lset, tMillis, sr.pts.last())
 	}
-	sr.ts = append(sr.ts, tMillis)
-	sr.vs = append(sr.vs, v)
+	sr.pts = append(sr.pts, point{tMillis, v})
 	if s.scrapeSeen != nil {
 		s.scrapeSeen[sr] = true
 	}
@@ -91,9 +112,8 @@ func (s *Store) BeginScrape() { s.scrapeSeen = map[*series]bool{} }
 func (s *Store) EndScrape(tMillis int64) {
 	for _, sr := range s.lastScrape {
 		if !s.scrapeSeen[sr] {
-			if n := len(sr.ts); n == 0 || sr.ts[n-1] < tMillis {
-				sr.ts = append(sr.ts, tMillis)
-				sr.vs = append(sr.vs, math.Float64frombits(value.StaleNaN))
+			if len(sr.pts) == 0 || sr.pts.last() < tMillis {
+				sr.pts = append(sr.pts, point{tMillis, math.Float64frombits(value.StaleNaN)})
 			}
 		}
 	}
@@ -113,29 +133,33 @@ func (s *Store) NumSeries() int { return len(s.series) }
 func (s *Store) NumSamples() int {
 	n := 0
 	for _, sr := range s.series {
-		n += len(sr.ts)
+		n += len(sr.pts)
 	}
 	return n
 }
 
-// Series calls fn for every series in creation order with its samples (read-only).
+// Series calls fn for every series in creation order with its samples.
 func (s *Store) Series(fn func(lset labels.Labels, ts []int64, vs []float64)) {
 	for _, sr := range s.series {
-		fn(sr.lset, sr.ts, sr.vs)
+		ts, vs := make([]int64, len(sr.pts)), make([]float64, len(sr.pts))
+		for i, p := range sr.pts {
+			ts[i], vs[i] = p.t, p.f
+		}
+		fn(sr.lset, ts, vs)
 	}
 }
 
 // Bounds returns the oldest and newest sample times in milliseconds (ok false when empty).
 func (s *Store) Bounds() (minT, maxT int64, ok bool) {
 	for _, sr := range s.series {
-		if len(sr.ts) == 0 {
+		if len(sr.pts) == 0 {
 			continue
 		}
-		if !ok || sr.ts[0] < minT {
-			minT = sr.ts[0]
+		if !ok || sr.pts[0].t < minT {
+			minT = sr.pts[0].t
 		}
-		if !ok || sr.ts[len(sr.ts)-1] > maxT {
-			maxT = sr.ts[len(sr.ts)-1]
+		if !ok || sr.pts.last() > maxT {
+			maxT = sr.pts.last()
 		}
 		ok = true
 	}
@@ -171,12 +195,19 @@ func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.Sele
 		if !matches(sr.lset, ms) {
 			continue
 		}
-		lo := sort.Search(len(sr.ts), func(i int) bool { return sr.ts[i] >= mint })
-		hi := sort.Search(len(sr.ts), func(i int) bool { return sr.ts[i] > maxt })
+		lo := sort.Search(len(sr.pts), func(i int) bool { return sr.pts[i].t >= mint })
+		hi := sort.Search(len(sr.pts), func(i int) bool { return sr.pts[i].t > maxt })
 		if lo >= hi {
 			continue
 		}
-		out = append(out, &view{lset: sr.lset, ts: sr.ts[lo:hi], vs: sr.vs[lo:hi]})
+		pts := sr.pts[lo:hi]
+		out = append(out, &storage.SeriesEntry{Lset: sr.lset, SampleIteratorFn: func(it chunkenc.Iterator) chunkenc.Iterator {
+			if r, ok := it.(interface{ Reset(storage.Samples) }); ok { // reuse the engine's iterator
+				r.Reset(pts)
+				return it
+			}
+			return storage.NewListSeriesIterator(pts)
+		}})
 	}
 	if sortSeries {
 		slices.SortFunc(out, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
@@ -236,66 +267,3 @@ func (ss *seriesSet) Next() bool                        { ss.idx++; return ss.id
 func (ss *seriesSet) At() storage.Series                { return ss.list[ss.idx] }
 func (ss *seriesSet) Err() error                        { return nil }
 func (ss *seriesSet) Warnings() annotations.Annotations { return nil }
-
-// view is a series restricted to a time range.
-type view struct {
-	lset labels.Labels
-	ts   []int64
-	vs   []float64
-}
-
-func (v *view) Labels() labels.Labels { return v.lset }
-
-func (v *view) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
-	if si, ok := it.(*iterator); ok {
-		si.ts, si.vs, si.i = v.ts, v.vs, -1
-		return si
-	}
-	return &iterator{ts: v.ts, vs: v.vs, i: -1}
-}
-
-type iterator struct {
-	ts []int64
-	vs []float64
-	i  int
-}
-
-var errNoHistograms = errors.New("the simulator's store holds no histograms")
-
-func (it *iterator) Next() chunkenc.ValueType {
-	if it.i+1 >= len(it.ts) {
-		it.i = len(it.ts)
-		return chunkenc.ValNone
-	}
-	it.i++
-	return chunkenc.ValFloat
-}
-
-func (it *iterator) Seek(t int64) chunkenc.ValueType {
-	if it.i < 0 {
-		it.i = 0
-	}
-	if it.i >= len(it.ts) {
-		return chunkenc.ValNone
-	}
-	if it.ts[it.i] >= t {
-		return chunkenc.ValFloat
-	}
-	rest := it.ts[it.i:]
-	it.i += sort.Search(len(rest), func(j int) bool { return rest[j] >= t })
-	if it.i >= len(it.ts) {
-		return chunkenc.ValNone
-	}
-	return chunkenc.ValFloat
-}
-
-func (it *iterator) At() (int64, float64) { return it.ts[it.i], it.vs[it.i] }
-func (it *iterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
-	panic(errNoHistograms)
-}
-func (it *iterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
-	panic(errNoHistograms)
-}
-func (it *iterator) AtT() int64  { return it.ts[it.i] }
-func (it *iterator) AtST() int64 { return 0 }
-func (it *iterator) Err() error  { return nil }
