@@ -12,7 +12,7 @@ RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build every package and the Lambda binary
+build: ## build and vet every package
 	$(GO) build ./...
 	$(GO) vet ./...
 
