@@ -49,6 +49,10 @@ type Cluster interface {
 	Drain(ctx context.Context, node string) (DrainStatus, error)
 	// Delete removes the node object after its instance is terminated.
 	Delete(ctx context.Context, node string) error
+	// Resources lists the pods the scheduler could not place, with their requests, and
+	// each node's allocatable resources and the requests bound to it. Observe asks for it
+	// only when the policy sizes scale-ups by need.
+	Resources(ctx context.Context) (ClusterResources, error)
 }
 
 // StateStore keeps the autoscaler's state and its lease lock.

@@ -80,6 +80,7 @@ func (c *fakeCloud) Terminate(_ context.Context, ids []string) error {
 
 type fakeCluster struct {
 	nodes   []engine.Node
+	res     engine.ClusterResources
 	drains  []engine.DrainStatus // returned in order; the last repeats
 	calls   []string
 	drained int
@@ -110,6 +111,9 @@ func (c *fakeCluster) Drain(_ context.Context, n string) (engine.DrainStatus, er
 	st := c.drains[min(c.drained, len(c.drains)-1)]
 	c.drained++
 	return st, nil
+}
+func (c *fakeCluster) Resources(context.Context) (engine.ClusterResources, error) {
+	return c.res, nil
 }
 func (c *fakeCluster) Delete(_ context.Context, n string) error {
 	c.calls = append(c.calls, "delete "+n)

@@ -313,6 +313,10 @@ type clusterPort struct {
 
 func (c *clusterPort) Nodes(ctx context.Context) ([]engine.Node, error) { return c.inner.Nodes(ctx) }
 
+func (c *clusterPort) Resources(ctx context.Context) (engine.ClusterResources, error) {
+	return c.inner.Resources(ctx)
+}
+
 func (c *clusterPort) Cordon(ctx context.Context, node string) error {
 	c.h.chk.nodeEffect(c.h.cur, "cordon", node)
 	return c.inner.Cordon(ctx, node)

@@ -126,6 +126,10 @@ func (c *fakeCluster) Drain(_ context.Context, name string) (engine.DrainStatus,
 	return engine.DrainStatus{Done: err == nil}, err
 }
 
+func (c *fakeCluster) Resources(context.Context) (engine.ClusterResources, error) {
+	return engine.ClusterResources{}, nil
+}
+
 func (c *fakeCluster) Delete(_ context.Context, name string) error {
 	c.nodes = slices.DeleteFunc(c.nodes, func(n *engine.Node) bool { return n.Name == name })
 	return nil

@@ -223,6 +223,49 @@ func (c *Cluster) Nodes(context.Context) ([]engine.Node, error) {
 	return out, nil
 }
 
+// Resources implements engine.Cluster: the pods no node had room for (the scheduler runs on
+// every change, so an unbound pod is unschedulable) and each registered node's allocatable
+// resources with the requests bound to it; the system pods' requests stand for the node's
+// DaemonSet pods.
+func (c *Cluster) Resources(context.Context) (engine.ClusterResources, error) {
+	const mib = 1 << 20
+	app := engine.Resources{MilliCPU: int64(c.cfg.App.CPURequestm), Memory: int64(c.cfg.App.MemoryRequestMiB) * mib, Pods: 1}
+	var out engine.ClusterResources
+	for _, p := range c.pods {
+		if p.Node == nil && !p.Terminating {
+			out.Pending = append(out.Pending, engine.PendingPod{Namespace: "default", Name: p.Name, Requests: app, Since: p.Created})
+		}
+	}
+	for _, n := range c.nodes {
+		if n.Gone {
+			continue
+		}
+		nr := engine.NodeResources{Node: n.Name, InstanceType: c.cfg.Node.InstanceType,
+			Allocatable: engine.Resources{MilliCPU: int64(n.AllocCPUm), Memory: int64(n.AllocMemMiB) * mib, Pods: maxPodsPerNode}}
+		if n.ControlPlane {
+			nr.InstanceType = c.cfg.ControlPlane.InstanceType
+			nr.Allocatable = engine.Resources{MilliCPU: int64(c.cfg.ControlPlane.CPUMillicores), Memory: int64(c.cfg.ControlPlane.MemoryMiB) * mib, Pods: maxPodsPerNode}
+		} else {
+			nr.DaemonSet = engine.Resources{MilliCPU: int64(c.cfg.Node.SystemCPUm), Memory: int64(c.cfg.Node.SystemMemMiB) * mib, Pods: systemPodsPerNode}
+		}
+		nr.Requested = nr.DaemonSet
+		for _, p := range c.pods {
+			if p.Node == n {
+				nr.Requested = nr.Requested.Add(app)
+			}
+		}
+		out.Nodes = append(out.Nodes, nr)
+	}
+	return out, nil
+}
+
+// K3s' kubelet default pod limit, and the DaemonSet pods the simulated system requests
+// stand for (node-exporter, the K3s service load balancer).
+const (
+	maxPodsPerNode    = 110
+	systemPodsPerNode = 2
+)
+
 // AllNodes returns the registered nodes (read-only).
 func (c *Cluster) AllNodes() []*Node { return c.nodes }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartscale/smartscale/engine"
 	"github.com/smartscale/smartscale/scenarios"
 	"github.com/smartscale/smartscale/sim/event"
 )
@@ -107,5 +108,41 @@ func TestLoadModelSaturatesAndDrops(t *testing.T) {
 	n := c.NodeByInstance("i-1")
 	if n.BusyCores < 1.9 {
 		t.Fatalf("saturated node busy %.2f cores", n.BusyCores)
+	}
+}
+
+func TestResourcesListsUnschedulablePodsAndRoom(t *testing.T) {
+	loop := event.New(t0)
+	cfg := testSim()
+	c := New(loop, event.Stream(1, "c"), cfg)
+	c.Register("i-1", 0)
+	c.SetReplicas(10) // 7 fit on one node
+	loop.RunUntil(t0.Add(time.Minute))
+	res, err := c.Resources(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Pending) != 3 {
+		t.Fatalf("pending %d, want 3", len(res.Pending))
+	}
+	if got := res.Pending[0].Requests.MilliCPU; got != int64(cfg.App.CPURequestm) {
+		t.Errorf("pending pod cpu request %dm, want %dm", got, cfg.App.CPURequestm)
+	}
+	var worker *engine.NodeResources
+	for i := range res.Nodes {
+		if res.Nodes[i].Node != "k3s-master" {
+			worker = &res.Nodes[i]
+		}
+	}
+	if worker == nil || len(res.Nodes) != 2 {
+		t.Fatalf("nodes %+v, want the master and one worker", res.Nodes)
+	}
+	wantReq := int64(cfg.Node.SystemCPUm + 7*cfg.App.CPURequestm)
+	if worker.Requested.MilliCPU != wantReq || worker.DaemonSet.MilliCPU != int64(cfg.Node.SystemCPUm) {
+		t.Errorf("worker requested %dm (want %dm), daemonset %dm", worker.Requested.MilliCPU, wantReq, worker.DaemonSet.MilliCPU)
+	}
+	// what is left is less than one more pod: that is why 3 are pending
+	if worker.Free().Fits(res.Pending[0].Requests) {
+		t.Errorf("free %+v fits a pending pod %+v", worker.Free(), res.Pending[0].Requests)
 	}
 }

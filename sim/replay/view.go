@@ -178,3 +178,11 @@ func (s *snapshot) Drain(context.Context, string) (engine.DrainStatus, error) {
 	return engine.DrainStatus{}, ErrReadOnly
 }
 func (s *snapshot) Delete(context.Context, string) error { return ErrReadOnly }
+
+// ErrNoPodRequests is the view's answer to Resources: a recording of the engine's series
+// holds no pod requests, so need-based sizing falls back to the metric rules.
+var ErrNoPodRequests = errors.New("replay: the recording has no pod requests or node allocatable")
+
+func (s *snapshot) Resources(context.Context) (engine.ClusterResources, error) {
+	return engine.ClusterResources{}, ErrNoPodRequests
+}

@@ -140,6 +140,8 @@ func (c *Cloud) Count() int {
 type Cluster struct {
 	mu   sync.Mutex
 	List []engine.Node
+	// Res is what Resources returns.
+	Res engine.ClusterResources
 }
 
 var _ engine.Cluster = (*Cluster)(nil)
@@ -186,6 +188,13 @@ func (c *Cluster) Delete(_ context.Context, n string) error {
 	defer c.mu.Unlock()
 	c.List = slices.DeleteFunc(c.List, func(x engine.Node) bool { return x.Name == n })
 	return nil
+}
+
+// Resources implements engine.Cluster.
+func (c *Cluster) Resources(context.Context) (engine.ClusterResources, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return engine.ClusterResources{Pending: slices.Clone(c.Res.Pending), Nodes: slices.Clone(c.Res.Nodes)}, nil
 }
 
 // Workers returns a control plane and n Ready workers registered for the given instances.
