@@ -62,6 +62,10 @@ type Operation struct {
 	Kind     OpKind    `json:"kind"`
 	Phase    OpPhase   `json:"phase"`
 	Started  time.Time `json:"started"`
+	// Launched is when RunInstances answered, set only when that is later than Started (a
+	// retried intent): the join timeout runs from it, also for instances DescribeInstances
+	// does not list yet.
+	Launched time.Time `json:"launched,omitzero"`
 	Count    int       `json:"count,omitempty"`    // scale-up: workers asked for
 	Offering Offering  `json:"offering,omitzero"`  // scale-up: where
 	Token    string    `json:"token,omitempty"`    // scale-up: the ClientToken in use

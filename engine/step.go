@@ -309,7 +309,15 @@ func (t *tick) reconcile() (busy bool, err error) {
 	switch {
 	case op.Kind == OpScaleUp && op.Phase == PhaseLaunching:
 		// RunInstances may or may not have run: retry with the same ClientToken.
-		return true, t.launch(op)
+		if err := t.launch(op); err != nil {
+			return true, err
+		}
+		// The retry may return instances launched long ago (the same token): watch them
+		// at once, so the tick ends where a second run of it has nothing left to do.
+		if t.st.Operation == op && op.Phase == PhaseJoining {
+			return true, t.watchJoin(op)
+		}
+		return true, nil
 	case op.Kind == OpScaleUp:
 		return false, t.watchJoin(op)
 	case op.Kind == OpScaleDown:
@@ -353,6 +361,9 @@ func (t *tick) watchJoin(op *Operation) error {
 		// the timeout runs from the launch: a retried intent may launch long after the
 		// operation started
 		started := op.Started
+		if op.Launched.After(started) {
+			started = op.Launched
+		}
 		if in, ok := launched[id]; ok && in.LaunchedAt.After(started) {
 			started = in.LaunchedAt
 		}
@@ -485,6 +496,9 @@ func (t *tick) launch(op *Operation) error {
 			a.Instances = op.Instances
 			t.act(a)
 			op.Phase = PhaseJoining
+			if t.now.After(op.Started) {
+				op.Launched = t.now
+			}
 			t.st.LastScaleUp = t.now
 			t.st.Workers = t.obs.Capacity()
 			delete(t.st.Backoff, off.Key())

@@ -351,6 +351,11 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 	if !c.engineOn() {
 		return
 	}
+	iv := Invocation{ID: inv.id, Role: inv.role, Zombie: inv.zombie, Record: rec}
+	if err != nil {
+		iv.Error = err.Error()
+	}
+	c.h.invocations = append(c.h.invocations, iv)
 	p := c.policy()
 	// 2: a lock left by a dead invocation is free within one lease plus one tick
 	if inv.role == "tick" && rec.Lock == engine.LockHeld && !c.h.anyActive(LockHeld) {
