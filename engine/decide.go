@@ -59,7 +59,7 @@ func (d Decision) Acts() bool { return d.Action == ActionScaleUp || d.Action == 
 //     ScaleUpSustain, memory above ScaleUpMemoryPercent): at_max when at the bound, cooldown
 //     inside ScaleUpCooldown of the last scale-up, else scale up. Only the scale-up cooldown
 //     holds a scale-up back: a scale-down cooldown never does.
-//  4. An unfinished operation: busy.
+//  4. An unfinished operation (in the slot or finishing): busy.
 //  5. Any invalid reading: no_data (missing, empty, NaN, Inf, stale or partial data never
 //     leads to a scale-down).
 //  6. Above MaxWorkers, or all scale-down conditions (CPU below ScaleDownCPUPercent for
@@ -102,7 +102,8 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		return d.with(ActionScaleUp, min(step, p.MaxWorkers-capacity), reason)
 	}
 
-	if op := st.Operation; op != nil {
+	if ops := st.Open(); len(ops) > 0 {
+		op := ops[0]
 		return d.with(ActionBusy, 0, fmt.Sprintf("operation %s (%s) is %s", op.ID, op.Kind, op.Phase))
 	}
 

@@ -11,8 +11,8 @@ import (
 // instances join, and sweeping instances that never did.
 
 // watchJoin follows a scale-up's instances until each is a Ready node, or terminates it when
-// NodeReadyTimeout passes without that.
-func (t *tick) watchJoin(op *Operation) error {
+// NodeReadyTimeout passes without that. It reports done when none is left to wait for.
+func (t *tick) watchJoin(op *Operation) (done bool, err error) {
 	ready := map[string]Node{}
 	for _, n := range t.obs.Nodes {
 		// A node with pods has been Ready (pods are only scheduled on Ready nodes): it
@@ -52,18 +52,15 @@ func (t *tick) watchJoin(op *Operation) error {
 		}
 		if t.now.Sub(started) > t.s.Policy.NodeReadyTimeout {
 			if err := t.terminate(op.ID, id, "not Ready after "+t.s.Policy.NodeReadyTimeout.String()); err != nil {
-				return err
+				op.Instances = append(waiting, op.Instances[slices.Index(op.Instances, id):]...)
+				return false, err
 			}
 			continue
 		}
 		waiting = append(waiting, id)
 	}
-	if len(waiting) == 0 {
-		t.st.Operation = nil
-	} else {
-		op.Instances = waiting
-	}
-	return nil
+	op.Instances = waiting
+	return len(waiting) == 0, nil
 }
 
 // sweepOrphans terminates managed instances that never registered as a node within
@@ -74,7 +71,7 @@ func (t *tick) sweepOrphans() error {
 		registered[n.InstanceID] = true
 	}
 	open := map[string]bool{}
-	if op := t.st.Operation; op != nil {
+	for _, op := range t.st.Open() {
 		for _, id := range op.Instances {
 			open[id] = true
 		}
@@ -96,20 +93,30 @@ func (t *tick) sweepOrphans() error {
 }
 
 func (t *tick) scaleUp(d Decision) error {
-	if op := t.st.Operation; op != nil && op.Kind == OpScaleDown && op.Phase != PhaseTerminating {
-		// A needed scale-up wins over a scale-down in progress: give the node back.
+	op := t.st.Operation
+	draining := op != nil && op.Kind == OpScaleDown && (op.Phase == PhaseCordoned || op.Phase == PhaseDraining)
+	if t.s.DryRun {
+		if draining {
+			t.act(Act{Kind: "uncordon", Operation: op.ID, Node: op.Node, Result: "dry_run", Error: "scale-up needed"})
+		}
+		t.act(Act{Kind: "launch", Count: d.Delta, Result: "dry_run"})
+		return nil
+	}
+	// The scale-up needs the operation slot, and an unfinished operation is never dropped.
+	// A scale-down still cordoned or draining is given up: its node, uncordoned, is capacity
+	// at once. A drained node whose terminate failed, a node whose uncordon failed, and a
+	// scale-up whose instances still join finish beside the new operation.
+	if draining {
 		if err := t.abortDrain(op, "scale-up needed: "+d.Reason); err != nil {
 			return err
 		}
 	}
-	if t.s.DryRun {
-		t.act(Act{Kind: "launch", Count: d.Delta, Result: "dry_run"})
-		return nil
+	if t.st.Operation != nil {
+		t.setAside("scale-up needed: " + d.Reason)
 	}
 	t.st.Seq++
-	op := &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleUp,
-		Phase: PhaseLaunching, Started: t.now, Count: d.Delta, Reason: d.Reason}
-	return t.launch(op)
+	return t.launch(&Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleUp,
+		Phase: PhaseLaunching, Started: t.now, Count: d.Delta, Reason: d.Reason})
 }
 
 // launch runs the launching phase of a scale-up: each usable offering in turn, intent saved
@@ -136,7 +143,7 @@ func (t *tick) launch(op *Operation) error {
 		if err := t.save(); err != nil { // write-ahead intent
 			return err
 		}
-		if err := t.hook("launch"); err != nil {
+		if err := t.guard("launch"); err != nil {
 			return err
 		}
 		insts, err := t.s.Cloud.Launch(t.ctx, LaunchRequest{Token: op.Token, OperationID: op.ID, Count: op.Count, Offering: off})

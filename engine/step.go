@@ -35,6 +35,9 @@ type Step struct {
 	// "save"). A non-nil error aborts the tick as if the process had died there. The chaos
 	// harness uses it to kill invocations at a random step; production leaves it nil.
 	Hook func(point string) error
+	// Clock, when set, tells the time when the lease is renewed before a side effect (the
+	// Lambda: the wall clock; the simulator: the virtual clock). Default: the tick's time.
+	Clock func() time.Time
 }
 
 // Record is what one tick saw, decided and did: a line of decisions.jsonl in the simulator
@@ -185,18 +188,40 @@ func (t *tick) save() error {
 	return nil
 }
 
+// guard runs right before every side effect outside the store: the Hook, then a renewal of
+// the lease that fails with ErrFenced when a newer invocation took the lock over. A holder
+// paused past its lease (a frozen Lambda) so learns it lost the lock before it acts.
+func (t *tick) guard(point string) error {
+	if err := t.hook(point); err != nil {
+		return err
+	}
+	if t.s.DryRun {
+		return nil
+	}
+	now := t.now
+	if t.s.Clock != nil {
+		now = t.s.Clock()
+	}
+	until := now.Add(t.s.lease())
+	if until.Before(t.lease.Expires) {
+		until = t.lease.Expires
+	}
+	l, err := t.s.Store.Renew(t.ctx, t.lease, until)
+	if err != nil {
+		return fmt.Errorf("renewing the lease before %s: %w", point, err)
+	}
+	t.lease = l
+	return nil
+}
+
 func (t *tick) act(a Act) { t.rec.Acted = append(t.rec.Acted, a) }
 
 func (t *tick) run() error {
 	p := t.s.Policy
-	busy := false
 	busyOp := ""
-	if op := t.st.Operation; op != nil {
-		busyOp = op.ID
-	}
 	if !t.s.DryRun {
 		var err error
-		if busy, err = t.reconcile(); err != nil {
+		if busyOp, err = t.reconcile(); err != nil {
 			return err
 		}
 		if err := t.sweepOrphans(); err != nil {
@@ -207,11 +232,9 @@ func (t *tick) run() error {
 	t.adjustForGone()
 	decided := t.st.Clone()
 	t.rec.DecideState = &decided
-	if busy {
-		t.rec.BusyOperation = busyOp
-	}
+	t.rec.BusyOperation = busyOp
 	d := Decide(t.now, p, t.obs, t.st)
-	if busy && d.Action != ActionScaleUp {
+	if busyOp != "" && d.Action != ActionScaleUp {
 		d = Decision{Action: ActionBusy, Reason: "finishing operation " + busyOp,
 			Workers: d.Workers, Target: d.Workers, Triggers: d.Triggers}
 	}
@@ -247,10 +270,6 @@ func (t *tick) run() error {
 // adjustForLag counts the instances of a recent scale-up that the cloud's list does not show
 // yet (DescribeInstances lags RunInstances) as launching, so they are not asked for twice.
 func (t *tick) adjustForLag() {
-	op := t.st.Operation
-	if op == nil || op.Kind != OpScaleUp {
-		return
-	}
 	seen := map[string]bool{}
 	for _, in := range t.obs.Instances {
 		seen[in.ID] = true
@@ -258,13 +277,17 @@ func (t *tick) adjustForLag() {
 	for _, n := range t.obs.Nodes {
 		seen[n.InstanceID] = true
 	}
-	lag := 0
-	for _, id := range op.Instances {
-		if !seen[id] {
-			lag++
+	for _, op := range t.st.Open() {
+		if op.Kind != OpScaleUp {
+			continue
+		}
+		for _, id := range op.Instances {
+			if !seen[id] {
+				seen[id] = true
+				t.obs.Launching++
+			}
 		}
 	}
-	t.obs.Launching += lag
 }
 
 // adjustForGone counts the registered workers from the live node list, the same list
@@ -284,16 +307,20 @@ func (t *tick) adjustForGone() {
 			alive[in.ID] = true
 		}
 	}
-	if op := t.st.Operation; op != nil {
+	retiring := map[string]bool{}
+	for _, op := range t.st.Open() {
 		for _, id := range op.Instances {
 			if !listed[id] { // hidden by DescribeInstances lag, not gone
 				alive[id] = true
 			}
 		}
+		if op.Kind == OpScaleDown && op.Phase == PhaseTerminating {
+			retiring[op.Node] = true // drained, its terminate failed: leaving, no capacity
+		}
 	}
 	n := 0
 	for _, nd := range t.obs.Nodes {
-		if nd.ControlPlane || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
+		if nd.ControlPlane || retiring[nd.Name] || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
 			continue
 		}
 		n++
@@ -301,32 +328,102 @@ func (t *tick) adjustForGone() {
 	t.obs.RegisteredWorkers = n
 }
 
-// reconcile finishes or rolls back the operation a previous tick left. It reports busy when
-// the operation is still under way or just did something this tick.
-func (t *tick) reconcile() (busy bool, err error) {
+// reconcile finishes or rolls back the operations previous ticks left: the finishing ones,
+// then the one in the slot. It returns the operation that makes the tick busy (still under
+// way, or it did something this tick), or "".
+func (t *tick) reconcile() (busy string, err error) {
+	if busy, err = t.reconcileFinishing(); err != nil {
+		return busy, err
+	}
 	op := t.st.Operation
 	if op == nil {
-		return false, nil
+		return busy, nil
 	}
 	switch {
 	case op.Kind == OpScaleUp && op.Phase == PhaseLaunching:
 		// RunInstances may or may not have run: retry with the same ClientToken.
 		if err := t.launch(op); err != nil {
-			return true, err
+			return op.ID, err
 		}
 		// The retry may return instances launched long ago (the same token): watch them
 		// at once, so the tick ends where a second run of it has nothing left to do.
 		if t.st.Operation == op && op.Phase == PhaseJoining {
-			return true, t.watchJoin(op)
+			return op.ID, t.watchSlot(op)
 		}
-		return true, nil
+		return op.ID, nil
 	case op.Kind == OpScaleUp:
-		return false, t.watchJoin(op)
+		return busy, t.watchSlot(op)
 	case op.Kind == OpScaleDown:
-		return true, t.continueDrain(op)
+		return op.ID, t.continueDrain(op)
 	}
 	t.st.Operation = nil
-	return false, nil
+	return busy, nil
+}
+
+// watchSlot runs the join watch of the slot's scale-up and frees the slot when it ends.
+func (t *tick) watchSlot(op *Operation) error {
+	done, err := t.watchJoin(op)
+	if done {
+		t.st.Operation = nil
+	}
+	return err
+}
+
+// reconcileFinishing moves every finishing operation on and drops the ones that end. A
+// finishing scale-down makes the tick busy.
+func (t *tick) reconcileFinishing() (busy string, err error) {
+	var left []*Operation
+	for i, op := range t.st.Finishing {
+		var done bool
+		switch {
+		case op.Kind == OpScaleUp:
+			done, err = t.watchJoin(op)
+		case op.Phase == PhaseTerminating:
+			done, err = t.retire(op)
+		case op.Phase == PhaseUncordoning:
+			done, err = t.giveBack(op)
+		default: // nothing else is set aside; a record from elsewhere must not wedge it
+			done = true
+		}
+		if op.Kind == OpScaleDown && busy == "" {
+			busy = op.ID
+		}
+		if err != nil {
+			t.st.Finishing = append(left, t.st.Finishing[i:]...)
+			return busy, err
+		}
+		if !done {
+			left = append(left, op)
+		}
+	}
+	t.st.Finishing = left
+	return busy, nil
+}
+
+// setAside moves the slot's operation to Finishing so a new one can take the slot, and
+// says so in the record.
+func (t *tick) setAside(why string) {
+	op := t.st.Operation
+	t.st.Operation = nil
+	t.st.Finishing = append(t.st.Finishing, op)
+	a := Act{Kind: "set_aside", Operation: op.ID, Node: op.Node, Result: "ok",
+		Error: fmt.Sprintf("%s %s finishes beside the new operation: %s", op.Kind, op.Phase, why)}
+	if op.Kind == OpScaleUp {
+		a.Instances = op.Instances
+	} else {
+		a.Instances = []string{op.Instance}
+	}
+	t.act(a)
+}
+
+// retryBackoff is how long a failed terminate or uncordon waits before its next try:
+// 30 s, doubling with each failure, at most 10 minutes.
+func retryBackoff(failures int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < failures && d < 10*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Minute)
 }
 
 func (t *tick) event(kind EventKind, d Decision, msg, errText string) {
