@@ -41,14 +41,14 @@ func (t *tick) watchJoin(op *Operation) (done bool, err error) {
 			t.act(a)
 			continue
 		}
-		// the timeout runs from the launch: a retried intent may launch long after the
-		// operation started
+		// The timeout runs from the instance's launch: a retried intent may launch long
+		// after the operation started. An instance DescribeInstances does not list yet is
+		// timed from when RunInstances answered (Launched, for a retried intent).
 		started := op.Started
-		if op.Launched.After(started) {
-			started = op.Launched
-		}
-		if in, ok := launched[id]; ok && in.LaunchedAt.After(started) {
+		if in, ok := launched[id]; ok && !in.LaunchedAt.IsZero() {
 			started = in.LaunchedAt
+		} else if op.Launched.After(started) {
+			started = op.Launched
 		}
 		if t.now.Sub(started) > t.s.Policy.NodeReadyTimeout {
 			if err := t.terminate(op.ID, id, "not Ready after "+t.s.Policy.NodeReadyTimeout.String()); err != nil {
