@@ -307,20 +307,19 @@ func (t *tick) adjustForGone() {
 			alive[in.ID] = true
 		}
 	}
-	retiring := map[string]bool{}
 	for _, op := range t.st.Open() {
 		for _, id := range op.Instances {
 			if !listed[id] { // hidden by DescribeInstances lag, not gone
 				alive[id] = true
 			}
 		}
-		if op.Kind == OpScaleDown && op.Phase == PhaseTerminating {
-			retiring[op.Node] = true // drained, its terminate failed: leaving, no capacity
-		}
 	}
+	// A drained node whose terminate failed still counts: it is billed until it is gone,
+	// and max_workers bounds what is billed (counting it as leaving took the fleet over
+	// max when a scale-up came meanwhile).
 	n := 0
 	for _, nd := range t.obs.Nodes {
-		if nd.ControlPlane || retiring[nd.Name] || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
+		if nd.ControlPlane || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
 			continue
 		}
 		n++

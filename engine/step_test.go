@@ -520,8 +520,8 @@ func TestStepScaleUpDuringFailedTerminateFinishesTheScaleDown(t *testing.T) {
 	if rec.Decision.Action != engine.ActionScaleUp {
 		t.Fatalf("decision %+v", rec.Decision)
 	}
-	if rec.Observation.RegisteredWorkers != 3 {
-		t.Errorf("registered workers %d: the drained node leaving must not count", rec.Observation.RegisteredWorkers)
+	if rec.Observation.RegisteredWorkers != 4 {
+		t.Errorf("registered workers %d: the drained node is billed until it is gone and counts against max", rec.Observation.RegisteredWorkers)
 	}
 	var aside bool
 	for _, a := range rec.Acted {
