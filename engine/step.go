@@ -230,6 +230,9 @@ func (t *tick) run() error {
 	}
 	t.adjustForLag()
 	t.adjustForGone()
+	if p.SizesByPods() {
+		t.obs.NextOffering = t.nextOffering()
+	}
 	decided := t.st.Clone()
 	t.rec.DecideState = &decided
 	t.rec.BusyOperation = busyOp
@@ -265,6 +268,19 @@ func (t *tick) run() error {
 		}
 	}
 	return t.save()
+}
+
+// nextOffering is where a scale-up would launch now: the first offering not backing off.
+func (t *tick) nextOffering() Offering {
+	for _, off := range t.s.Offerings {
+		if until, ok := t.st.Backoff[off.Key()]; !ok || !t.now.Before(until) {
+			return off
+		}
+	}
+	if len(t.s.Offerings) > 0 {
+		return t.s.Offerings[0]
+	}
+	return Offering{}
 }
 
 // adjustForLag counts the instances of a recent scale-up that the cloud's list does not show
