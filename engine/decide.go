@@ -154,14 +154,16 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 			hold = append(hold, fmt.Sprintf("memory %.1f%% >= %g%%", v, p.ScaleDownMemoryPercent))
 		}
 		switch {
-		case len(hold) == 0:
+		case len(hold) == 0 && p.ScaleDownRequestedPercent == 0:
 			d.Triggers = []string{TriggerLow}
 			reason = fmt.Sprintf("cpu max over %v %.1f%% < %g%%, no pods pending, memory %.1f%% < %g%%",
 				p.ScaleDownSustain, r.CPULowMax.Value, p.ScaleDownCPUPercent, r.Memory.Value, p.ScaleDownMemoryPercent)
 		case p.ScaleDownRequestedPercent > 0:
+			// the requests rule replaces the usage rule: pods, not CPU, decide whether a
+			// worker can go (low usage on full requests frees no node)
 			node, why, ok := requestsLow(p, obs, pv)
 			if !ok {
-				return d.with(ActionNone, 0, "steady: "+strings.Join(append(hold, why), "; "))
+				return d.with(ActionNone, 0, "steady: "+why)
 			}
 			d.Triggers = []string{TriggerLowRequests}
 			reason = why

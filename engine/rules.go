@@ -85,11 +85,10 @@ func ResponsivePolicy() Policy {
 	p.ScaleUpSizing = SizingPods
 	p.ScaleUpOnUnschedulable = true
 	p.ScaleUpOnDemand = true
-	p.PredictHorizon = 2 * time.Minute
 	p.ScaleUpMaxStep = p.MaxWorkers
 	p.ScaleUpCooldown = 0
 	p.ScaleDownCooldown = 0
-	p.ScaleDownRequestedPercent = 75
+	p.ScaleDownRequestedPercent = 90
 	p.ScaleDownSustain = 5 * time.Minute
 	return p
 }
