@@ -21,6 +21,10 @@ func (t *tick) terminate(opID, id, why string) error {
 	}
 	t.act(a)
 	t.obs.Instances = slices.DeleteFunc(t.obs.Instances, func(in Instance) bool { return in.ID == id })
+	if t.terminated == nil {
+		t.terminated = map[string]bool{}
+	}
+	t.terminated[id] = true
 	t.obs.countWorkers(t.s.Policy, t.s.Cluster != nil)
 	return nil
 }
