@@ -75,13 +75,13 @@ type Readings struct {
 	MetricAge  Reading `json:"metric_age"`
 
 	// The rules' readings: zero (and left out of the JSON) when the policy does not ask them.
-	HPADesired           Reading `json:"hpa_desired,omitzero"`
-	RequestRate          Reading `json:"request_rate,omitzero"`
-	ServedRate           Reading `json:"served_rate,omitzero"`
-	BusyCores            Reading `json:"busy_cores,omitzero"`
-	BusyCoresPredicted   Reading `json:"busy_cores_predicted,omitzero"`
-	RequestedCPUMax      Reading `json:"requested_cpu_max,omitzero"`
-	RequestedMemoryMax   Reading `json:"requested_memory_max,omitzero"`
+	HPADesired         Reading `json:"hpa_desired,omitzero"`
+	RequestRate        Reading `json:"request_rate,omitzero"`
+	ServedRate         Reading `json:"served_rate,omitzero"`
+	BusyCores          Reading `json:"busy_cores,omitzero"`
+	BusyCoresPredicted Reading `json:"busy_cores_predicted,omitzero"`
+	RequestedCPUMax    Reading `json:"requested_cpu_max,omitzero"`
+	RequestedMemoryMax Reading `json:"requested_memory_max,omitzero"`
 }
 
 func (r *Readings) field(name string) *Reading {

@@ -25,13 +25,13 @@ type Queries struct {
 	MetricAge  string // seconds since the newest node-exporter sample
 
 	// Readings of the rules beyond the brief, asked only by a policy that uses them.
-	HPADesired           string // replicas the HPAs want now
-	RequestRate          string // requests/s offered to the app, every answer code
-	ServedRate           string // requests/s the app answered without a 5xx
-	BusyCores            string // CPU cores busy on every node, now
-	BusyCoresPredicted   string // BusyCores predicted $predict_horizon ahead over $predict_window
-	RequestedCPUMax      string // max over $down_window of the schedulable workers' requested CPU %
-	RequestedMemoryMax   string // the same for memory
+	HPADesired         string // replicas the HPAs want now
+	RequestRate        string // requests/s offered to the app, every answer code
+	ServedRate         string // requests/s the app answered without a 5xx
+	BusyCores          string // CPU cores busy on every node, now
+	BusyCoresPredicted string // BusyCores predicted $predict_horizon ahead over $predict_window
+	RequestedCPUMax    string // max over $down_window of the schedulable workers' requested CPU %
+	RequestedMemoryMax string // the same for memory
 }
 
 // BriefCPUQuery is the product brief's CPU query. It averages every non-idle mode series
@@ -77,13 +77,13 @@ func DefaultQueries() Queries {
 		Nodes:      `count(kube_node_info)`,
 		MetricAge:  `time() - max(timestamp(node_memory_MemAvailable_bytes))`,
 
-		HPADesired:           `sum(kube_horizontalpodautoscaler_status_desired_replicas)`,
-		RequestRate:          requestRate,
-		ServedRate:           servedRate,
-		BusyCores:            busyCores,
-		BusyCoresPredicted:   `predict_linear((` + busyCores + `)[$predict_window:15s], $predict_horizon_seconds)`,
-		RequestedCPUMax:      `max_over_time((` + requestedShare("cpu") + `)[$down_window:15s])`,
-		RequestedMemoryMax:   `max_over_time((` + requestedShare("memory") + `)[$down_window:15s])`,
+		HPADesired:         `sum(kube_horizontalpodautoscaler_status_desired_replicas)`,
+		RequestRate:        requestRate,
+		ServedRate:         servedRate,
+		BusyCores:          busyCores,
+		BusyCoresPredicted: `predict_linear((` + busyCores + `)[$predict_window:15s], $predict_horizon_seconds)`,
+		RequestedCPUMax:    `max_over_time((` + requestedShare("cpu") + `)[$down_window:15s])`,
+		RequestedMemoryMax: `max_over_time((` + requestedShare("memory") + `)[$down_window:15s])`,
 	}
 }
 
@@ -98,13 +98,13 @@ const (
 	ReadingNodes      = "nodes"
 	ReadingMetricAge  = "metric_age"
 
-	ReadingHPADesired           = "hpa_desired"
-	ReadingRequestRate          = "request_rate"
-	ReadingServedRate           = "served_rate"
-	ReadingBusyCores            = "busy_cores"
-	ReadingBusyCoresPredicted   = "busy_cores_predicted"
-	ReadingRequestedCPUMax      = "requested_cpu_max"
-	ReadingRequestedMemoryMax   = "requested_memory_max"
+	ReadingHPADesired         = "hpa_desired"
+	ReadingRequestRate        = "request_rate"
+	ReadingServedRate         = "served_rate"
+	ReadingBusyCores          = "busy_cores"
+	ReadingBusyCoresPredicted = "busy_cores_predicted"
+	ReadingRequestedCPUMax    = "requested_cpu_max"
+	ReadingRequestedMemoryMax = "requested_memory_max"
 )
 
 // QueryNames lists the brief's reading names in query order: every policy asks them.
