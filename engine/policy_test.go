@@ -135,7 +135,7 @@ func TestPresets(t *testing.T) {
 		{`{"scale_up_on_demand": true}`, `set scale_up_sizing to "pods"`},
 		{`{"preset": "responsive", "predict_horizon": "2m", "predict_window": "20s"}`, "predict_window must be >= 1m"},
 		{`{"preset": "responsive", "predict_horizon": "soon"}`, `predict_horizon: "soon" is not a duration`},
-		{`{"preset": "responsive", "scale_down_requested_percent": 120}`, "scale_down_requested_percent must be 0 (off) or in (0, 100)"},
+		{`{"preset": "responsive", "scale_down_requested_percent": 120}`, "scale_down_requested_percent must be 0 (off) or in (0, 100]"},
 		{`{"preset": "responsive", "headroom_pods": -1}`, "headroom_pods must be >= 0"},
 		{`{"preset": "responsive", "queries": {"served_rate": " "}}`, "empty query"},
 		{`{"preset": "responsive", "scale_up_turbo": true}`, `unknown key "scale_up_turbo"`},

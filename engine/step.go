@@ -379,7 +379,11 @@ func (t *tick) reconcile() (busy string, err error) {
 	case op.Kind == OpScaleUp:
 		return busy, t.watchSlot(op)
 	case op.Kind == OpScaleDown:
-		return op.ID, t.continueDrain(op)
+		done, err := t.continueDrain(op)
+		if done {
+			t.drop(op)
+		}
+		return op.ID, err
 	}
 	t.st.Operation = nil
 	return busy, nil
@@ -395,19 +399,18 @@ func (t *tick) watchSlot(op *Operation) error {
 }
 
 // reconcileFinishing moves every finishing operation on and drops the ones that end. A
-// finishing scale-down makes the tick busy.
+// finishing scale-down makes the tick busy. (Its operations are all single-node, so a
+// finishing scale-up never launches: it only watches its instances join.)
 func (t *tick) reconcileFinishing() (busy string, err error) {
 	var left []*Operation
 	for i, op := range t.st.Finishing {
 		var done bool
-		switch {
-		case op.Kind == OpScaleUp:
+		switch op.Kind {
+		case OpScaleUp:
 			done, err = t.watchJoin(op)
-		case op.Phase == PhaseTerminating:
-			done, err = t.retire(op)
-		case op.Phase == PhaseUncordoning:
-			done, err = t.giveBack(op)
-		default: // nothing else is set aside; a record from elsewhere must not wedge it
+		case OpScaleDown: // set aside, or one node of a multi-node scale-down
+			done, err = t.continueDrain(op)
+		default: // a record from elsewhere must not wedge the state
 			done = true
 		}
 		if op.Kind == OpScaleDown && busy == "" {

@@ -19,7 +19,7 @@ var Invariants = []string{
 	3:  "managed workers stay within [min, max] except while a fault makes that impossible, and return afterwards",
 	4:  "instances per operation never exceed what it asked for",
 	5:  "no scale-down on a tick whose metrics were missing, empty, NaN/Inf, stale, partial or errored",
-	6:  "at most one node drains at a time; at most one is removed per scale-down",
+	6:  "at most scale_down_max_step (brief: one) nodes drain at a time; one is removed per operation",
 	7:  "only managed workers are terminated, never the master",
 	8:  "no PodDisruptionBudget is violated; no node is terminated after a failed drain",
 	9:  "every operation ends within a bounded number of ticks; no instance stays unregistered past the timeout",
@@ -179,8 +179,8 @@ func (c *checker) afterStep() {
 			cordoned = append(cordoned, nd.Name)
 		}
 	}
-	if len(cordoned) > 1 {
-		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once: %v", len(cordoned), cordoned)
+	if limit := max(1, p.ScaleDownMaxStep); len(cordoned) > limit {
+		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once (scale_down_max_step %d): %v", len(cordoned), limit, cordoned)
 	}
 
 	// 15: a cordoned worker belongs to an operation (it is drained, terminated or given back)
