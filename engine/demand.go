@@ -214,15 +214,26 @@ func (v podView) upNeed(p Policy, limit int) (triggers []string, nodes int, why 
 		if now <= v.slots {
 			name, need = TriggerPredicted, v.need(p)
 		}
-		if short := need - v.slots; short > 0 && (name == TriggerPredicted || p.ScaleUpOnDemand) {
+		// The shortfall is what the nodes for the unschedulable pods leave. One within the
+		// HPA's tolerance of the demand is within the estimate's own error (rate windows lag,
+		// the HPA rounds): the pods it would make, if any, are sized exactly by the
+		// unschedulable rule when they appear.
+		fit := v.slots + nodes*slotsIn(v.shape.Room, v.app)
+		short := need - fit
+		if short > 0 && float64(short) > hpaTolerance*float64(need) && (name == TriggerPredicted || p.ScaleUpOnDemand) {
 			k := v.nodesFor(short)
 			triggers = append(triggers, name)
 			w := fmt.Sprintf("%d app pods wanted (%s", need, v.demandWhy)
 			if p.HeadroomPods > 0 {
 				w += fmt.Sprintf(", + %d headroom", p.HeadroomPods)
 			}
-			why = append(why, fmt.Sprintf("%s), %d fit: %d pods need %d nodes of %s", w, v.slots, short, k, typ))
-			nodes = max(nodes, k)
+			if nodes > 0 {
+				w += fmt.Sprintf("), %d fit with those nodes: %d more pods need %d more nodes of %s", fit, short, k, typ)
+			} else {
+				w += fmt.Sprintf("), %d fit: %d pods need %d nodes of %s", fit, short, k, typ)
+			}
+			why = append(why, w)
+			nodes += k
 		}
 	}
 	return triggers, min(nodes, limit), why
