@@ -90,7 +90,7 @@ func requestsLow(p Policy, obs Observation, pv podView) ([]Node, string, bool) {
 	why := fmt.Sprintf("requested cpu max over %v %.1f%%, memory %.1f%%", p.ScaleDownSustain, r.RequestedCPUMax.Value, r.RequestedMemoryMax.Value)
 	last := "no removable worker"
 	var taken []Node
-	var gone Resources // allocatable of the nodes taken
+	var gone, goneDS Resources // allocatable and DaemonSet requests of the nodes taken
 	slots := pv.slots
 	var cpu, mem float64
 	for _, n := range cands {
@@ -101,9 +101,14 @@ func requestsLow(p Policy, obs Observation, pv podView) ([]Node, string, bool) {
 		if !ok {
 			continue
 		}
-		without := gone.Add(nr.Allocatable)
-		c := r.RequestedCPUMax.Value * ratio(total.MilliCPU, total.MilliCPU-without.MilliCPU)
-		m := r.RequestedMemoryMax.Value * ratio(total.Memory, total.Memory-without.Memory)
+		// the requests, at their highest, less the DaemonSet pods that leave with the nodes,
+		// over the allocatable that stays
+		without, withoutDS := gone.Add(nr.Allocatable), goneDS.Add(nr.DaemonSet)
+		after := func(share float64, total, alloc, ds int64) float64 {
+			return 100 * (share/100*float64(total) - float64(ds)) / float64(max(1, total-alloc))
+		}
+		c := after(r.RequestedCPUMax.Value, total.MilliCPU, without.MilliCPU, withoutDS.MilliCPU)
+		m := after(r.RequestedMemoryMax.Value, total.Memory, without.Memory, withoutDS.Memory)
 		if c > p.ScaleDownRequestedPercent+1e-9 || m > p.ScaleDownRequestedPercent+1e-9 {
 			last = fmt.Sprintf("without %s requests would reach cpu %.1f%%, memory %.1f%% (> %g%%)", n.Name, c, m, p.ScaleDownRequestedPercent)
 			continue
@@ -138,7 +143,7 @@ func requestsLow(p Policy, obs Observation, pv podView) ([]Node, string, bool) {
 		for i, name := range names {
 			room[name] = bins[i]
 		}
-		taken, gone, slots, cpu, mem = append(taken, n), without, slots-nodeSlots, c, m
+		taken, gone, goneDS, slots, cpu, mem = append(taken, n), without, withoutDS, slots-nodeSlots, c, m
 	}
 	if len(taken) == 0 {
 		return nil, why + ": " + last, false
