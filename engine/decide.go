@@ -170,14 +170,12 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		case p.ScaleDownRequestedPercent > 0:
 			// the requests rule replaces the usage rule: pods, not CPU, decide whether a
 			// worker can go (low usage on full requests frees no node)
-			nodes, why, ok := requestsLow(p, obs, pv)
+			nodes, why, ok := requestsLow(p, obs, pv, capacity-p.MinWorkers)
 			if !ok {
 				return d.with(ActionNone, 0, "steady: "+why)
 			}
 			d.Triggers = []string{TriggerLowRequests}
 			reason = why
-			// never below min: the nodes beyond what min leaves room for stay
-			nodes = nodes[:min(len(nodes), max(1, capacity-p.MinWorkers))]
 			also = nodes[1:]
 			pick = func(Observation) (Node, bool) { return nodes[0], true }
 		default:

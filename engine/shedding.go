@@ -54,9 +54,9 @@ func removable(obs Observation) []Node {
 // CPU and memory, at their highest over ScaleDownSustain, stay within
 // ScaleDownRequestedPercent; its movable pods fit, first-fit-decreasing, on the workers that
 // stay (after the pods of the nodes taken before it); and the app pods wanted (and
-// predicted, and the headroom) still fit. It returns the nodes and the reason, or why none
-// qualifies.
-func requestsLow(p Policy, obs Observation, pv podView) ([]Node, string, bool) {
+// predicted, and the headroom) still fit; at most limit of them (what min_workers leaves). It
+// returns the nodes and the reason, or why none qualifies.
+func requestsLow(p Policy, obs Observation, pv podView, limit int) ([]Node, string, bool) {
 	r := obs.Readings
 	if !pv.ok {
 		return nil, "requests rule stands aside: " + pv.why, false
@@ -94,7 +94,7 @@ func requestsLow(p Policy, obs Observation, pv podView) ([]Node, string, bool) {
 	slots := pv.slots
 	var cpu, mem float64
 	for _, n := range cands {
-		if len(taken) >= max(1, p.ScaleDownMaxStep) {
+		if len(taken) >= max(1, min(limit, p.ScaleDownMaxStep)) {
 			break
 		}
 		nr, ok := byName[n.Name]
