@@ -95,6 +95,8 @@ func omError(data []byte, line int, err error) error {
 	switch {
 	case text == "" || text == "\r":
 		err = fmt.Errorf("empty line (OpenMetrics has none): %w", err)
+	case strings.HasSuffix(text, "\r"):
+		err = fmt.Errorf("the line ends with \\r\\n (OpenMetrics lines end with \\n alone): %w", err)
 	case strings.HasPrefix(text, "#"):
 		err = fmt.Errorf("unexpected comment %q (OpenMetrics allows only # HELP, # TYPE, # UNIT and # EOF): %w", clip(text), err)
 	}

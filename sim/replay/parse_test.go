@@ -133,6 +133,7 @@ func TestMalformedRecordings(t *testing.T) {
 		{"om: after EOF", line + "\n# EOF\n" + line + "\n", []string{"line 3", "after \"# EOF\""}},
 		{"om: bad label name", `kube_node_info{1node="a"} 1 1767571200` + "\n# EOF\n", []string{"line 1", "expected label name"}},
 		{"om: stray comment", "# hello\n" + line + "\n# EOF\n", []string{"line 1", "unexpected comment", "only # HELP, # TYPE, # UNIT"}},
+		{"om: CRLF", line + "\r\n# EOF\r\n", []string{"line 1", `ends with \r\n`}},
 		{"om: empty line", line + "\n\n# EOF\n", []string{"line 2", "empty line"}},
 		{"om: blank line after EOF", line + "\n# EOF\n\n", []string{"line 3", "after \"# EOF\""}},
 		{"om: duplicate label", `kube_node_info{node="a",node="b"} 1 1767571200` + "\n# EOF\n", []string{"line 1", `label "node" appears twice`}},
