@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/internal/progress"
 	"github.com/smartscale/smartscale/scenarios"
 	"github.com/smartscale/smartscale/sim/world"
 )
@@ -185,12 +186,14 @@ func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	cfg := world.Config{Scenario: sc, Seed: o.seed, Policy: pol, InitialWorkers: -1}
-	if sc.Duration() >= 6*time.Hour {
-		cfg.Progress = func(done, total time.Duration) {
-			logf("\rsimulated %v of %v (%.0f%%)", done, total, 100*done.Seconds()/total.Seconds())
-			if done == total {
-				logf("\n")
-			}
+	var bar *progress.Bar // nil (silent) for short runs and -quiet
+	hours := int64((sc.Duration() + time.Hour - 1) / time.Hour)
+	if sc.Duration() >= 6*time.Hour && !o.quiet {
+		bar = progress.New(stderr, fmt.Sprintf("simulated hours of %s", sc.Name), hours)
+		var last int64
+		cfg.Progress = func(done, _ time.Duration) {
+			bar.Add(int64(done/time.Hour) - last)
+			last = int64(done / time.Hour)
 		}
 	}
 	start := time.Now()
@@ -199,6 +202,10 @@ func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	res, err := w.Run(ctx)
+	if err == nil {
+		bar.Add(hours) // the last partial hour; capped at the total
+	}
+	bar.Finish()
 	if err != nil {
 		return err
 	}
