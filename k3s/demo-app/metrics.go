@@ -26,11 +26,11 @@ func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "demo", Name: "http_requests_total",
+			Name: "http_requests_total", // the name most HTTP services use: the responsive preset reads it
 			Help: "HTTP requests served, by status code, method and route.",
 		}, []string{"code", "method", "route"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "demo", Name: "http_request_duration_seconds",
+			Name: "http_request_duration_seconds",
 			Help: "HTTP request latency, by method and route.", Buckets: latencyBuckets,
 		}, []string{"method", "route"}),
 		cpu: prometheus.NewCounter(prometheus.CounterOpts{

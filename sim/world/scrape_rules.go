@@ -87,8 +87,8 @@ func (rs *ruleSeries) podRefs(p *cluster.Pod) *rulePodRefs {
 			"node", node, "pod", p.Name, "resource", res, "unit", unit))
 	}
 	http := func(code string) metrics.Ref {
-		return s.Ref(labels.FromStrings("__name__", "http_requests_total", "code", code, "job", "demo-app", "method", "GET",
-			"namespace", "default", "pod", p.Name, "route", "/"))
+		return s.Ref(labels.FromStrings("__name__", "http_requests_total", "code", code, "job", "demo-app", "method", "get",
+			"namespace", "default", "pod", p.Name, "route", "/work"))
 	}
 	r := &rulePodRefs{node: p.Node, reqCPU: req("cpu", "core"), reqMem: req("memory", "byte"), served: http("200"), rejected: http("503")}
 	rs.pods[p] = r
