@@ -92,6 +92,10 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		return d.with(ActionScaleUp, p.MinWorkers-capacity,
 			fmt.Sprintf("%d workers below min %d", capacity, p.MinWorkers))
 	}
+	if k, why := baseShort(p, obs, st); k > 0 && capacity < p.MaxWorkers {
+		d.Triggers = []string{TriggerOnDemandBase}
+		return d.with(ActionScaleUp, min(k, p.MaxWorkers-capacity), why)
+	}
 
 	triggers, why := upTriggers(p, r)
 	var pv podView
@@ -147,7 +151,7 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 
 	var reason string
 	var also []Node // further nodes of a multi-node scale-down
-	pick := pickNode
+	pick := func(o Observation) (Node, bool) { return pickNode(p, o) }
 	if capacity > p.MaxWorkers {
 		d.Triggers = []string{TriggerAboveMax}
 		reason = fmt.Sprintf("%d workers above max %d", capacity, p.MaxWorkers)

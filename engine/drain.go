@@ -84,6 +84,9 @@ func (t *tick) drop(op *Operation) {
 // terminate -> delete the node; or uncordon when the drain fails or times out. It reports
 // done when the operation has ended.
 func (t *tick) continueDrain(op *Operation) (done bool, err error) {
+	if done, handled, err := t.causeStep(op); handled { // interrupt.go: the cloud's scale-downs
+		return done, err
+	}
 	if op.Phase == PhaseCordoned {
 		if err := t.guard("cordon"); err != nil {
 			return false, err
@@ -126,7 +129,7 @@ func (t *tick) continueDrain(op *Operation) (done bool, err error) {
 			if err := t.save(); err != nil {
 				return false, err
 			}
-		case t.now.Sub(op.Started) >= t.s.Policy.DrainTimeout:
+		case t.drainExpired(op):
 			why := fmt.Sprintf("drain not finished after %v (%d pods left)", t.s.Policy.DrainTimeout, ds.Remaining)
 			if a.Error != "" {
 				why += ": " + a.Error

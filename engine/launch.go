@@ -95,7 +95,7 @@ func (t *tick) sweepOrphans() error {
 func (t *tick) scaleUp(d Decision) error {
 	var draining []*Operation
 	for _, op := range t.st.Open() {
-		if op.Kind == OpScaleDown && (op.Phase == PhaseCordoned || op.Phase == PhaseDraining) {
+		if op.Kind == OpScaleDown && op.Cause == "" && (op.Phase == PhaseCordoned || op.Phase == PhaseDraining) {
 			draining = append(draining, op)
 		}
 	}
@@ -130,6 +130,9 @@ func (t *tick) scaleUp(d Decision) error {
 // launch runs the launching phase of a scale-up: each usable offering in turn, intent saved
 // before every RunInstances, backoff recorded for offerings that fail.
 func (t *tick) launch(op *Operation) error {
+	if t.s.Policy.PlansCapacity() {
+		return t.launchPlan(op) // capacity_launch.go
+	}
 	offerings := t.s.Offerings
 	if len(offerings) == 0 {
 		offerings = []Offering{{}}

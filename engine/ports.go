@@ -87,15 +87,24 @@ type Lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-// Offering is one place a worker can be launched: an instance type in a subnet/zone.
+// Offering is one place a worker can be launched: an instance type in a subnet/zone, at a
+// capacity type (empty: on-demand, the brief's only kind; capacity.go).
 type Offering struct {
 	InstanceType string `json:"instance_type,omitempty"`
 	Zone         string `json:"zone,omitempty"`
 	Subnet       string `json:"subnet,omitempty"`
+	CapacityType string `json:"capacity_type,omitempty"`
 }
 
-// Key names the offering for backoff bookkeeping.
-func (o Offering) Key() string { return o.InstanceType + "/" + o.Zone + "/" + o.Subnet }
+// Key names the offering for backoff bookkeeping. A spot offering's key ends in "/spot";
+// an on-demand one's is the brief's type/zone/subnet.
+func (o Offering) Key() string {
+	k := o.InstanceType + "/" + o.Zone + "/" + o.Subnet
+	if o.Spot() {
+		k += "/" + CapacitySpot
+	}
+	return k
+}
 
 // LaunchRequest asks the cloud for Count instances of Offering.
 type LaunchRequest struct {

@@ -44,6 +44,20 @@ type Rules struct {
 	ScaleDownMaxStep int
 	// ScaleUpOnUsage: the brief's CPU and memory triggers (on in both presets).
 	ScaleUpOnUsage bool
+
+	// Capacity (capacity.go, docs/algorithm.md "Capacity"): all off in both presets.
+	// OnDemandBase workers are always on-demand; SpotPercent of the workers above the base
+	// are spot (0: on-demand only, the brief's).
+	OnDemandBase int
+	SpotPercent  int
+	// InstanceTypes, in order of preference, replace the configured offerings' types (each
+	// in every configured zone); empty keeps the configured offerings.
+	InstanceTypes []string
+	// ZoneSpread sends each new worker to the zone with the fewest workers first.
+	ZoneSpread bool
+	// SpotAllocation orders the spot offerings: AllocPriceCapacity (the default),
+	// AllocLowestPrice or AllocPrioritized.
+	SpotAllocation string
 }
 
 // Scale-up sizing modes.
@@ -64,7 +78,8 @@ func PresetNames() []string { return []string{PresetBrief, PresetResponsive} }
 // briefRules are the brief's: none of the rules beyond it.
 func briefRules() Rules {
 	return Rules{ScaleUpSizing: SizingMetrics, ScaleUpOnUsage: true, ScaleDownMaxStep: 1,
-		NodeReserveCPUm: 100, NodeReserveMemoryMiB: 600, PredictWindow: 3 * time.Minute}
+		NodeReserveCPUm: 100, NodeReserveMemoryMiB: 600, PredictWindow: 3 * time.Minute,
+		SpotAllocation: AllocPriceCapacity}
 }
 
 // PresetPolicy returns a shipped preset by name.
@@ -127,6 +142,7 @@ func (r Rules) validate(p Policy) []error {
 	if r.ScaleDownMaxStep < 1 {
 		bad("scale_down_max_step must be >= 1, got %d", r.ScaleDownMaxStep)
 	}
+	errs = append(errs, r.validateCapacity(p)...)
 	if r.ScaleUpSizing == SizingMetrics && (r.ScaleUpOnUnschedulable || r.ScaleUpOnDemand || r.PredictHorizon > 0 || r.HeadroomPods > 0) {
 		bad("scale_up_on_unschedulable, scale_up_on_demand, predict_horizon and headroom_pods size by pods: set scale_up_sizing to %q", SizingPods)
 	}
@@ -136,17 +152,22 @@ func (r Rules) validate(p Policy) []error {
 // rulesFile is the JSON form of the rules. Keys at the brief's values are left out when
 // written, so a brief policy file reads as the brief's.
 type rulesFile struct {
-	ScaleUpSizing             *string  `json:"scale_up_sizing,omitempty"`
-	ScaleUpOnUnschedulable    *bool    `json:"scale_up_on_unschedulable,omitempty"`
-	ScaleUpOnDemand           *bool    `json:"scale_up_on_demand,omitempty"`
-	ScaleUpOnUsage            *bool    `json:"scale_up_on_usage,omitempty"`
-	PredictHorizon            *string  `json:"predict_horizon,omitempty"`
-	PredictWindow             *string  `json:"predict_window,omitempty"`
-	HeadroomPods              *int     `json:"headroom_pods,omitempty"`
-	NodeReserveCPUm           *int     `json:"node_reserve_cpu_millicores,omitempty"`
-	NodeReserveMemoryMiB      *int     `json:"node_reserve_memory_mib,omitempty"`
-	ScaleDownRequestedPercent *float64 `json:"scale_down_requested_percent,omitempty"`
-	ScaleDownMaxStep          *int     `json:"scale_down_max_step,omitempty"`
+	ScaleUpSizing             *string   `json:"scale_up_sizing,omitempty"`
+	ScaleUpOnUnschedulable    *bool     `json:"scale_up_on_unschedulable,omitempty"`
+	ScaleUpOnDemand           *bool     `json:"scale_up_on_demand,omitempty"`
+	ScaleUpOnUsage            *bool     `json:"scale_up_on_usage,omitempty"`
+	PredictHorizon            *string   `json:"predict_horizon,omitempty"`
+	PredictWindow             *string   `json:"predict_window,omitempty"`
+	HeadroomPods              *int      `json:"headroom_pods,omitempty"`
+	NodeReserveCPUm           *int      `json:"node_reserve_cpu_millicores,omitempty"`
+	NodeReserveMemoryMiB      *int      `json:"node_reserve_memory_mib,omitempty"`
+	ScaleDownRequestedPercent *float64  `json:"scale_down_requested_percent,omitempty"`
+	ScaleDownMaxStep          *int      `json:"scale_down_max_step,omitempty"`
+	OnDemandBase              *int      `json:"on_demand_base,omitempty"`
+	SpotPercent               *int      `json:"spot_percent,omitempty"`
+	InstanceTypes             *[]string `json:"instance_types,omitempty"`
+	ZoneSpread                *bool     `json:"zone_spread,omitempty"`
+	SpotAllocation            *string   `json:"spot_allocation,omitempty"`
 }
 
 func (f rulesFile) apply(r *Rules) []error {
@@ -173,6 +194,11 @@ func (f rulesFile) apply(r *Rules) []error {
 	set(&r.NodeReserveMemoryMiB, f.NodeReserveMemoryMiB)
 	set(&r.ScaleDownRequestedPercent, f.ScaleDownRequestedPercent)
 	set(&r.ScaleDownMaxStep, f.ScaleDownMaxStep)
+	set(&r.OnDemandBase, f.OnDemandBase)
+	set(&r.SpotPercent, f.SpotPercent)
+	set(&r.InstanceTypes, f.InstanceTypes)
+	set(&r.ZoneSpread, f.ZoneSpread)
+	set(&r.SpotAllocation, f.SpotAllocation)
 	return errs
 }
 
@@ -219,6 +245,21 @@ func (r Rules) file(b Rules) rulesFile {
 	}
 	if r.ScaleDownMaxStep != b.ScaleDownMaxStep {
 		f.ScaleDownMaxStep = &r.ScaleDownMaxStep
+	}
+	if r.OnDemandBase != b.OnDemandBase {
+		f.OnDemandBase = &r.OnDemandBase
+	}
+	if r.SpotPercent != b.SpotPercent {
+		f.SpotPercent = &r.SpotPercent
+	}
+	if !slices.Equal(r.InstanceTypes, b.InstanceTypes) {
+		f.InstanceTypes = &r.InstanceTypes
+	}
+	if r.ZoneSpread != b.ZoneSpread {
+		f.ZoneSpread = &r.ZoneSpread
+	}
+	if r.SpotAllocation != b.SpotAllocation {
+		f.SpotAllocation = &r.SpotAllocation
 	}
 	return f
 }

@@ -13,8 +13,8 @@ import (
 
 // pickNode chooses the worker to remove: ready, schedulable, managed (its instance is in the
 // cloud's list), no critical pods; fewest pods first, then the youngest, then by name.
-func pickNode(obs Observation) (Node, bool) {
-	cands := removable(obs)
+func pickNode(p Policy, obs Observation) (Node, bool) {
+	cands := removable(p, obs)
 	if len(cands) == 0 {
 		return Node{}, false
 	}
@@ -31,8 +31,9 @@ func pickNode(obs Observation) (Node, bool) {
 }
 
 // removable lists the workers a scale-down may remove: Ready, schedulable, managed (a
-// running instance in the cloud's list), no critical pods.
-func removable(obs Observation) []Node {
+// running instance in the cloud's list), no critical pods; of the capacity type the policy's
+// mix can spare (capacity.go).
+func removable(p Policy, obs Observation) []Node {
 	managed := map[string]bool{}
 	for _, in := range obs.Instances {
 		if in.State == InstanceRunning {
@@ -45,7 +46,7 @@ func removable(obs Observation) []Node {
 			out = append(out, n)
 		}
 	}
-	return out
+	return spareNodes(p, obs, out)
 }
 
 // requestsLow is the requests rule (cluster-autoscaler's scale-down, on the whole cluster's
@@ -65,7 +66,7 @@ func requestsLow(p Policy, obs Observation, pv podView, limit int) ([]Node, stri
 		return nil, fmt.Sprintf("%d pods unschedulable", n), false
 	}
 	res := obs.Resources
-	cands := removable(obs)
+	cands := removable(p, obs)
 	byName := map[string]NodeResources{}
 	for _, nr := range res.Nodes {
 		byName[nr.Node] = nr

@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // State is what the autoscaler remembers between ticks (a DynamoDB item in production).
 type State struct {
@@ -19,6 +22,9 @@ type State struct {
 	Finishing []*Operation `json:"finishing,omitempty"`
 	// Backoff maps an offering key to the time before which it is not tried again.
 	Backoff map[string]time.Time `json:"backoff,omitempty"`
+	// SpotTrouble maps a spot offering key to its last interruption, rebalance
+	// recommendation or capacity failure (capacity.go ranks calm offerings first).
+	SpotTrouble map[string]time.Time `json:"spot_trouble,omitempty"`
 	// AtMax is set while the policy wants more than MaxWorkers, so the warning is sent once.
 	AtMax bool `json:"at_max,omitempty"`
 	// Seq numbers operations; operation IDs derive from it.
@@ -43,6 +49,12 @@ func (s State) Clone() State {
 			c.Backoff[k] = v
 		}
 	}
+	if s.SpotTrouble != nil {
+		c.SpotTrouble = make(map[string]time.Time, len(s.SpotTrouble))
+		for k, v := range s.SpotTrouble {
+			c.SpotTrouble[k] = v
+		}
+	}
 	return c
 }
 
@@ -57,6 +69,8 @@ func (s State) Open() []*Operation {
 func (op *Operation) clone() *Operation {
 	c := *op
 	c.Instances = append([]string(nil), op.Instances...)
+	c.Plan = slices.Clone(op.Plan)
+	c.SpotInstances = slices.Clone(op.SpotInstances)
 	return &c
 }
 
@@ -78,6 +92,7 @@ const (
 	PhaseDraining    OpPhase = "draining"    // evictions under way
 	PhaseTerminating OpPhase = "terminating" // drained; TerminateInstances may or may not have happened
 	PhaseUncordoning OpPhase = "uncordoning" // given up; the uncordon failed and is retried
+	PhaseAtRisk      OpPhase = "at_risk"     // rebalance recommendation: cordoned, drained once its replacement joined (interrupt.go)
 )
 
 // Operation is the write-ahead intent record of one scaling operation.
@@ -103,4 +118,17 @@ type Operation struct {
 	RetryAt time.Time `json:"retry_at,omitzero"`
 	// Failures counts the failed terminate or uncordon calls, for the backoff.
 	Failures int `json:"failures,omitempty"`
+
+	// Plan is a planned scale-up's parts still to launch, the first in flight (capacity.go);
+	// SpotInstances are its instances launched as spot.
+	Plan          []LaunchPart `json:"plan,omitempty"`
+	SpotInstances []string     `json:"spot_instances,omitempty"`
+	// Cause marks a scale-down the cloud asked for (interrupt.go): CauseInterruption (its
+	// instance is reclaimed at Deadline; never given back) or CauseRebalance (its drain
+	// waits, cordoned, for the replacement operation After to end).
+	Cause    string    `json:"cause,omitempty"`
+	Deadline time.Time `json:"deadline,omitzero"`
+	After    string    `json:"after,omitempty"`
+	// DrainFrom is when the drain began, when later than Started (an at-risk node's).
+	DrainFrom time.Time `json:"drain_from,omitzero"`
 }

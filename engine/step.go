@@ -44,6 +44,7 @@ type Step struct {
 // and the flight record the Lambda logs in production.
 type Record struct {
 	Time        time.Time   `json:"time"`
+	Notice      *Notice     `json:"notice,omitempty"` // the cloud notice this invocation handled (interrupt.go)
 	Holder      string      `json:"holder,omitempty"`
 	Lock        string      `json:"lock"` // acquired, held, dry_run, not_acquired
 	Fence       int64       `json:"fence,omitempty"`
@@ -104,7 +105,12 @@ func orDefault(d, def time.Duration) time.Duration {
 // non-nil when the tick could not observe, lost its lease, or was aborted. A lock held by
 // someone else is a clean exit (Lock "held", nil error).
 func (s *Step) Run(ctx context.Context, now time.Time, holder string) (Record, error) {
-	rec := Record{Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}}
+	return s.invoke(ctx, now, holder, nil, (*tick).run)
+}
+
+// invoke is one invocation: observe, lock, body (a tick or a cloud notice), release, notify.
+func (s *Step) invoke(ctx context.Context, now time.Time, holder string, notice *Notice, body func(*tick) error) (Record, error) {
+	rec := Record{Notice: notice, Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}}
 	obs, err := Observe(ctx, s.Policy, s.Metrics, s.Cloud, s.Cluster, now)
 	rec.Observation = obs
 	if err != nil {
@@ -136,7 +142,7 @@ func (s *Step) Run(ctx context.Context, now time.Time, holder string) (Record, e
 		t.lease, t.st = lease, st
 	}
 
-	err = t.run()
+	err = body(t)
 	if err != nil {
 		rec.Error = err.Error()
 	}
@@ -164,6 +170,9 @@ type tick struct {
 	events []Event
 	// terminated holds the instances this tick terminated (removed from obs.Instances)
 	terminated map[string]bool
+	// spot prices asked this tick (capacity.go)
+	priceCache map[string]float64
+	priceAsked map[string]bool
 }
 
 func (t *tick) hook(point string) error {
@@ -274,6 +283,9 @@ func (t *tick) run() error {
 
 // nextOffering is where a scale-up would launch now: the first offering not backing off.
 func (t *tick) nextOffering() Offering {
+	if t.s.Policy.PlansCapacity() {
+		return t.plannedOffering()
+	}
 	for _, off := range t.s.Offerings {
 		if until, ok := t.st.Backoff[off.Key()]; !ok || !t.now.Before(until) {
 			return off

@@ -76,6 +76,13 @@ type Cloud struct {
 
 	// Launches counts RunInstances calls that created instances.
 	Launches int
+
+	// The spot market (spot.go), nil unless EnableSpot was called.
+	spot *spotMarket
+	// OnNotice is called with every interruption warning and rebalance recommendation.
+	OnNotice func(n engine.Notice)
+	// Notices counts the notices sent; Interruptions the spot instances reclaimed.
+	Notices, Interruptions int
 }
 
 var _ engine.Cloud = (*Cloud)(nil)
@@ -129,6 +136,12 @@ func (c *Cloud) Launch(_ context.Context, req engine.LaunchRequest) ([]engine.In
 	if off.InstanceType == "" {
 		off.InstanceType = c.typ
 	}
+	if _, err := c.priceOf(off); err != nil {
+		return nil, err
+	}
+	if err := c.checkSpot(off); err != nil {
+		return nil, err
+	}
 	var ids []string
 	for range req.Count {
 		in := c.Start(off, req.OperationID, true)
@@ -148,11 +161,18 @@ func (c *Cloud) Launch(_ context.Context, req engine.LaunchRequest) ([]engine.In
 // workers use it directly.
 func (c *Cloud) Start(off engine.Offering, opID string, managed bool) *Instance {
 	c.nextID++
+	price, err := c.priceOf(off)
+	if err != nil {
+		price = c.price
+	}
 	in := &Instance{Instance: engine.Instance{
 		ID: fmt.Sprintf("i-%017x", c.nextID), State: engine.InstancePending, LaunchedAt: c.loop.Now(),
-		OperationID: opID, Offering: off}, Price: c.price, Managed: managed}
+		OperationID: opID, Offering: off}, Price: price, Managed: managed}
 	c.insts = append(c.insts, in)
 	c.byID[in.ID] = in
+	if off.Spot() && c.spot != nil {
+		c.spotStarted(in)
+	}
 	boot := event.Seconds(event.LogNormal(c.rng, c.cfg.BootMedianS, c.cfg.BootP90S))
 	if c.BootDelay != nil {
 		boot = c.BootDelay(in, boot)
@@ -176,10 +196,17 @@ func (c *Cloud) StartRunning(off engine.Offering, managed bool) *Instance {
 	if off.InstanceType == "" {
 		off.InstanceType = c.typ
 	}
+	price, err := c.priceOf(off)
+	if err != nil {
+		price = c.price
+	}
 	in := &Instance{Instance: engine.Instance{ID: fmt.Sprintf("i-%017x", c.nextID), State: engine.InstanceRunning,
-		LaunchedAt: now, Offering: off}, Price: c.price, RunningAt: now, Managed: managed}
+		LaunchedAt: now, Offering: off}, Price: price, RunningAt: now, Managed: managed}
 	c.insts = append(c.insts, in)
 	c.byID[in.ID] = in
+	if off.Spot() && c.spot != nil {
+		c.spotStarted(in)
+	}
 	return in
 }
 
@@ -250,6 +277,7 @@ func (c *Cloud) kill(in *Instance) {
 		in.RunningAt = time.Time{} // never ran: never billed
 	}
 	in.TerminatedAt = end
+	c.closeRequest(in.ID, "instance-terminated-by-user")
 	if c.OnTerminate != nil {
 		c.OnTerminate(in)
 	}
@@ -259,6 +287,7 @@ func (c *Cloud) kill(in *Instance) {
 // Interrupt terminates an instance from the provider's side (spot interruption, failure).
 func (c *Cloud) Interrupt(id string) {
 	if in, ok := c.byID[id]; ok {
+		c.closeRequest(id, "instance-terminated-by-service")
 		c.kill(in)
 	}
 }

@@ -27,6 +27,7 @@ type Node struct {
 	Ready         bool
 	Unschedulable bool
 	Gone          bool // its instance is terminated
+	InstanceType  string
 	Cores         int
 	MemTotalMiB   float64
 	AllocCPUm     int
@@ -121,7 +122,7 @@ func (c *Cluster) newNode(instanceID string, controlPlane bool) *Node {
 	c.nodeSeq++
 	a, b := 1+c.nodeSeq/200, 10+c.nodeSeq%200
 	n := &Node{Name: fmt.Sprintf("ip-10-0-%d-%d", a, b), IP: fmt.Sprintf("10.0.%d.%d", a, b),
-		InstanceID: instanceID, ControlPlane: controlPlane, Created: c.loop.Now(),
+		InstanceID: instanceID, ControlPlane: controlPlane, Created: c.loop.Now(), InstanceType: c.cfg.Node.InstanceType,
 		Cores: c.cfg.Node.CPUMillicores / 1000, MemTotalMiB: float64(c.cfg.Node.MemoryMiB),
 		AllocCPUm: c.cfg.Node.AllocatableCPUm, AllocMemMiB: c.cfg.Node.AllocatableMemMiB}
 	c.nodes = append(c.nodes, n)
@@ -131,7 +132,25 @@ func (c *Cluster) newNode(instanceID string, controlPlane bool) *Node {
 // Register adds a worker node for an instance (the K3s agent joined). It turns Ready after
 // readyDelay (0: Ready at once).
 func (c *Cluster) Register(instanceID string, readyDelay time.Duration) *Node {
+	return c.RegisterShape(instanceID, Shape{}, readyDelay)
+}
+
+// Shape is a worker node's instance type and size; the zero Shape is the scenario's worker.
+type Shape struct {
+	InstanceType string
+	Cores        int
+	MemTotalMiB  float64
+	AllocCPUm    int
+	AllocMemMiB  int
+}
+
+// RegisterShape is Register for a node of another shape than the scenario's worker (mixed
+// instance types).
+func (c *Cluster) RegisterShape(instanceID string, sh Shape, readyDelay time.Duration) *Node {
 	n := c.newNode(instanceID, false)
+	if sh.InstanceType != "" {
+		n.InstanceType, n.Cores, n.MemTotalMiB, n.AllocCPUm, n.AllocMemMiB = sh.InstanceType, sh.Cores, sh.MemTotalMiB, sh.AllocCPUm, sh.AllocMemMiB
+	}
 	if readyDelay <= 0 {
 		n.Ready = true
 		c.schedule()
@@ -243,7 +262,7 @@ func (c *Cluster) Resources(context.Context) (engine.ClusterResources, error) {
 		if n.Gone {
 			continue
 		}
-		nr := engine.NodeResources{Node: n.Name, InstanceType: c.cfg.Node.InstanceType,
+		nr := engine.NodeResources{Node: n.Name, InstanceType: n.InstanceType,
 			Allocatable: engine.Resources{MilliCPU: int64(n.AllocCPUm), Memory: int64(n.AllocMemMiB) * mib, Pods: maxPodsPerNode}}
 		if n.ControlPlane {
 			nr.InstanceType = c.cfg.ControlPlane.InstanceType

@@ -77,6 +77,7 @@ type Summary struct {
 	// faults fired per kind, and the invariants broken ([] when all hold).
 	FaultsInjected      map[string]int `json:"faults_injected,omitzero"`
 	InvariantViolations []string       `json:"invariant_violations,omitzero"`
+	SpotSummary
 }
 
 type measures struct {
@@ -92,6 +93,7 @@ type measures struct {
 	maxW, minW               int
 	tickErrors               int
 	decisions                map[string]int
+	notices                  int // records of cloud notices (spot.go), not ticks
 }
 
 func (m *measures) init(w *World) {
@@ -221,7 +223,7 @@ func (m *measures) result(w *World) *Result {
 		SLOViolationMinutes: m.sloMinutes,
 		TotalRequests:       math.Round(m.offered), DroppedRequests: math.Round(m.dropped),
 		MaxWorkers: m.maxW, MinWorkers: m.minW,
-		Ticks: len(m.records), Decisions: m.decisions, TickErrors: m.tickErrors,
+		Ticks: len(m.records) - m.notices, Decisions: m.decisions, TickErrors: m.tickErrors,
 		Evictions: w.Cluster.Evictions, EvictionsBlocked: w.Cluster.EvictionsBlocked,
 	}
 	if simSecs > 0 {
@@ -239,6 +241,7 @@ func (m *measures) result(w *World) *Result {
 		}
 	}
 	s.Flaps = Flaps(ups, downs, 10*time.Minute)
+	s.SpotSummary = w.spotSummary(now)
 	return &Result{Summary: s, Timeline: m.rows, Records: m.records, Events: w.Events}
 }
 

@@ -120,11 +120,14 @@ func New(cfg Config) (*World, error) {
 		w.exp.rules = newRuleSeries(w.TSDB, simShapes{appCPUm: w.Sim.App.CPURequestm, appMemMiB: w.Sim.App.MemoryRequestMiB,
 			sysCPUm: w.Sim.Node.SystemCPUm, sysMemMiB: w.Sim.Node.SystemMemMiB})
 	}
+	if err := w.enableSpot(); err != nil { // spot.go
+		return nil, err
+	}
 	cl.OnRunning = func(in *cloud.Instance) {
 		join := cl.JoinDelay()
 		loop.After(join, func() {
 			if in.State == engine.InstanceRunning && w.Cluster.NodeByInstance(in.ID) == nil {
-				w.Cluster.Register(in.ID, event.Seconds(sc.Sim.Cloud.ReadyDelayS))
+				w.register(in, event.Seconds(sc.Sim.Cloud.ReadyDelayS))
 			}
 		})
 	}
@@ -134,8 +137,13 @@ func New(cfg Config) (*World, error) {
 	if cfg.InitialWorkers >= 0 {
 		n = cfg.InitialWorkers
 	}
+	spot := cfg.Policy.SpotWorkers(n) // 0 without spot: the run starts at the policy's mix
 	for i := range n {
-		in := cl.StartRunning(Offerings[i%len(Offerings)], true)
+		off := Offerings[i%len(Offerings)]
+		if i >= n-spot {
+			off.CapacityType = engine.CapacitySpot
+		}
+		in := cl.StartRunning(off, true)
 		w.Cluster.Register(in.ID, 0)
 	}
 	return w, nil
@@ -196,6 +204,7 @@ func (w *World) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.Cloud.OnNotice = func(n engine.Notice) { w.deliver(ctx, as, n) } // spot.go
 	total := w.Cfg.Scenario.Duration()
 	end := Epoch.Add(total)
 	var runErr error
