@@ -46,7 +46,9 @@ func RuleMetrics() []string {
 }
 
 // known reports whether a recording may hold series of the metric.
-func known(name string) bool { return slices.Contains(Metrics(), name) || slices.Contains(RuleMetrics(), name) }
+func known(name string) bool {
+	return slices.Contains(Metrics(), name) || slices.Contains(RuleMetrics(), name)
+}
 
 // Sample is one recorded value; T is in milliseconds since the Unix epoch.
 type Sample struct {
