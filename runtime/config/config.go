@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -63,7 +64,7 @@ var Vars = []Var{
 	{"SLACK_WEBHOOK_SECRET_ARN", "", "Secrets Manager secret holding the Slack incoming-webhook URL, plain or JSON {\"url\": ...} (slack)"},
 	{"SMARTSCALE_KUBECONFIG_SECRET_ARN", "", "Secrets Manager secret holding a kubeconfig for the K3s API (tick; or KUBECONFIG)"},
 	{"KUBECONFIG", "", "path of a kubeconfig file (local runs; tick needs this or the secret)"},
-	{"POLICY_JSON", "", "policy overrides as JSON, e.g. {\"max_workers\": 6, \"scale_up_cooldown\": \"3m\"}"},
+	{"POLICY_JSON", "", "a preset (brief, responsive) or policy overrides as JSON, e.g. {\"preset\": \"responsive\", \"max_workers\": 6}"},
 	{"SMARTSCALE_LEASE", "3m", "lock lease; must exceed the Lambda timeout"},
 	{"SMARTSCALE_DRAIN_CALL_TIMEOUT", "30s", "bound on one drain pass per tick (the policy's drain_timeout bounds the whole drain)"},
 	{"SMARTSCALE_DRY_RUN", "false", "decide and log but never write (no launch, drain, terminate, state write or notification)"},
@@ -145,7 +146,9 @@ func Parse(getenv func(string) string) (Config, error) {
 	} else {
 		c.DryRun = b
 	}
-	if pj := get("POLICY_JSON"); pj != "" {
+	if pj := strings.TrimSpace(get("POLICY_JSON")); slices.Contains(engine.PresetNames(), pj) {
+		c.Policy, _ = engine.PresetPolicy(pj)
+	} else if pj != "" {
 		p, err := engine.ParsePolicy(strings.NewReader(pj), engine.DefaultPolicy())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("POLICY_JSON: %w", err))

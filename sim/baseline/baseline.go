@@ -11,6 +11,7 @@
 package baseline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -40,6 +41,44 @@ type Baseline struct {
 	Initial func(sc scenarios.Scenario, p engine.Policy) int
 	// Factory builds the autoscaler; nil is SmartScale's engine.
 	Factory world.Factory
+	// Policy, when set, turns the run's policy into the one this row runs (a preset row).
+	Policy func(engine.Policy) engine.Policy
+}
+
+// PresetPrefix names the rows of the shipped presets other than the run's own.
+const PresetPrefix = "preset-"
+
+// Presets returns a row per shipped preset other than the run policy's own
+// ("preset-responsive" beside a brief run, "preset-brief" beside a responsive one): SmartScale's
+// engine on that preset as shipped, within the run's worker bounds, so every report shows
+// what each preset gives on the same scenario and seed.
+func Presets(run engine.Policy) []Baseline {
+	own := cmp.Or(run.Preset, engine.PresetBrief)
+	var out []Baseline
+	for _, name := range engine.PresetNames() {
+		if name == own {
+			continue
+		}
+		out = append(out, Baseline{Name: PresetPrefix + name,
+			Description: "SmartScale's engine on the " + name + " preset as shipped, within the run's worker bounds (docs/algorithm.md)",
+			Initial:     func(scenarios.Scenario, engine.Policy) int { return -1 },
+			Policy: func(p engine.Policy) engine.Policy {
+				q, _ := engine.PresetPolicy(name)
+				q.MinWorkers, q.MaxWorkers, q.ControlPlaneNodes = p.MinWorkers, p.MaxWorkers, p.ControlPlaneNodes
+				if name == engine.PresetResponsive {
+					q.ScaleUpMaxStep, q.ScaleDownMaxStep = q.MaxWorkers, max(1, q.MaxWorkers/2)
+				}
+				return q
+			}})
+	}
+	return out
+}
+
+// Compared returns every row a comparison shows for a run on p: SmartScale, the other
+// presets, then the baselines.
+func Compared(p engine.Policy) []Baseline {
+	all := All()
+	return append(append(all[:1:1], Presets(p)...), all[1:]...)
 }
 
 // All returns every compared policy, SmartScale first, in the order reports show them.
@@ -74,8 +113,11 @@ func ByName(name string) (Baseline, bool) {
 
 // Config is the world configuration of b's run.
 func (b Baseline) Config(sc scenarios.Scenario, seed uint64, p engine.Policy) world.Config {
-	if b.Factory != nil { // the baselines buy on-demand capacity only
+if b.Factory != nil { // the baselines buy on-demand capacity only
 		p.SpotPercent = 0
+	}
+	if b.Policy != nil {
+		p = b.Policy(p)
 	}
 	return world.Config{Scenario: sc, Seed: seed, Policy: p, Name: b.Name, Autoscaler: b.Factory,
 		InitialWorkers: b.Initial(sc, p)}
