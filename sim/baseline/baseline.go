@@ -113,7 +113,7 @@ func ByName(name string) (Baseline, bool) {
 
 // Config is the world configuration of b's run.
 func (b Baseline) Config(sc scenarios.Scenario, seed uint64, p engine.Policy) world.Config {
-if b.Factory != nil { // the baselines buy on-demand capacity only
+	if b.Factory != nil { // the baselines buy on-demand capacity only
 		p.SpotPercent = 0
 	}
 	if b.Policy != nil {
