@@ -49,6 +49,11 @@ type Row struct {
 	MeanTimeToCapacityS float64  `json:"mean_time_to_capacity_seconds"`
 	MinWorkers          int      `json:"min_workers"`
 	MaxWorkers          int      `json:"max_workers"`
+	// Spot measures (spot.go): written only for runs with spot.
+	SpotSharePct         *float64 `json:"spot_share_pct,omitempty"`
+	SpotSavingsPct       *float64 `json:"spot_savings_pct,omitempty"`
+	Interruptions        *int     `json:"interruptions,omitempty"`
+	SLOMinutesVsOnDemand *int     `json:"slo_minutes_vs_on_demand,omitempty"`
 }
 
 // Compare returns one row per result, in the results' order, with the savings and the
@@ -87,6 +92,7 @@ func Compare(results []*world.Result) []Row {
 		}
 		rows = append(rows, row)
 	}
+	spotRows(rows, results)
 	return rows
 }
 

@@ -130,7 +130,7 @@ ${{printf "%.2f" .PrimaryMonth}} per month.</p>
 `))
 
 func tableRows(rows []Row) (head []string, cells [][]string) {
-	cols := columns()
+	cols := append(columns(), spotColumns(rows)...)
 	for _, c := range cols {
 		head = append(head, c.head)
 	}

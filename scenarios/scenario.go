@@ -121,9 +121,10 @@ type Cloud struct {
 	ReadyDelayS  float64 `json:"ready_delay_seconds"` // registered -> Ready (CNI up)
 	ShutdownS    float64 `json:"shutdown_seconds"`    // TerminateInstances -> terminated (billing stops)
 	MaxInstances int     `json:"max_instances"`       // account quota for managed workers
-	// SpotInterruptionScale multiplies the spot market's interruption, rebalance and
-	// shortage rates (sim/cloud/spot.json); 0 means 1.
+	// SpotInterruptionScale multiplies the spot market's interruption and rebalance rates,
+	// SpotShortageScale its zone shortages' (sim/cloud/spot.json); 0 means 1.
 	SpotInterruptionScale float64 `json:"spot_interruption_scale,omitempty"`
+	SpotShortageScale     float64 `json:"spot_shortage_scale,omitempty"`
 }
 
 // Duration is the scenario's length: the sum of its stages.
@@ -402,6 +403,7 @@ func (sc *Scenario) validate() []error {
 		bad("smartscale.cloud: p90 latencies must be >= their medians")
 	}
 	nonNeg("smartscale.cloud.spot_interruption_scale", s.Cloud.SpotInterruptionScale)
+	nonNeg("smartscale.cloud.spot_shortage_scale", s.Cloud.SpotShortageScale)
 	if s.NoiseFraction < 0 || s.NoiseFraction > 0.5 {
 		bad("smartscale.noise_fraction: must be in [0, 0.5], got %v", s.NoiseFraction)
 	}

@@ -58,6 +58,7 @@ func writeReport(ctx context.Context, o options, sc scenarios.Scenario, pol engi
 	}
 	if o.compare && !o.quiet {
 		printComparison(stdout, b.Rows)
+		printSpotComparison(stdout, b.Rows) // sim/spot.go
 		fmt.Fprintf(stdout, "comparison: %s\n", filepath.Join(out, reports.FileComparison))
 	}
 	logf("report: %s\n", filepath.Join(out, reports.FileHTML))

@@ -291,9 +291,12 @@ func printSummary(w io.Writer, s world.Summary, out string) {
 	row("SLO", "%d violated minutes, %.0f of %.0f requests dropped", s.SLOViolationMinutes, s.DroppedRequests, s.TotalRequests)
 	row("pending pods", "%.0f pod-seconds", s.PendingPodSeconds)
 	row("under-provisioned", "%.0f node-seconds", s.UnderprovisionedNodeSeconds)
+	if sp := spotText(s); sp != "" { // sim/spot.go
+		row("spot", "%s", sp)
+	}
 	var ds []string
 	for _, a := range []engine.Action{engine.ActionScaleUp, engine.ActionScaleDown, engine.ActionNone, engine.ActionCooldown,
-		engine.ActionBusy, engine.ActionAtMax, engine.ActionAtMin, engine.ActionNoData} {
+		engine.ActionBusy, engine.ActionAtMax, engine.ActionAtMin, engine.ActionNoData, engine.ActionInterruption, engine.ActionRebalance} {
 		if n := s.Decisions[string(a)]; n > 0 {
 			ds = append(ds, fmt.Sprintf("%s %d", a, n))
 		}

@@ -74,11 +74,11 @@ func Presets(run engine.Policy) []Baseline {
 	return out
 }
 
-// Compared returns every row a comparison shows for a run on p: SmartScale, the other
-// presets, then the baselines.
+// Compared returns every row a comparison shows for a run on p: SmartScale, its spot-off
+// reference when p uses spot (spot.go), the other presets, then the baselines.
 func Compared(p engine.Policy) []Baseline {
 	all := All()
-	return append(append(all[:1:1], Presets(p)...), all[1:]...)
+	return append(append(append(all[:1:1], SpotReference(p)...), Presets(p)...), all[1:]...)
 }
 
 // All returns every compared policy, SmartScale first, in the order reports show them.

@@ -133,21 +133,23 @@ type SpotRequest struct {
 
 // spotMarket is the spot state of a Cloud.
 type spotMarket struct {
-	data      SpotData
-	rng       *rand.Rand // interruptions and rebalance recommendations, per instance
-	shortRNG  *rand.Rand // zone shortages
-	scale     float64
-	shortage  map[string]time.Time // zone -> end of its shortage
-	requests  []*SpotRequest
-	noticed   map[string]bool // instances warned of an interruption
-	zones     []string
-	scheduled bool
+	data       SpotData
+	rng        *rand.Rand           // interruptions and rebalance recommendations, per instance
+	shortRNG   *rand.Rand           // zone shortages
+	scale      float64              // of the interruption and rebalance rates
+	shortScale float64              // of the shortage rate
+	shortage   map[string]time.Time // zone -> end of its shortage
+	requests   []*SpotRequest
+	noticed    map[string]bool // instances warned of an interruption
+	zones      []string
+	scheduled  bool
 }
 
 // EnableSpot turns the spot market on: rng draws each spot instance's interruption and
-// rebalance recommendation, shortRNG the zones' shortages over zones until horizon, and
-// scale multiplies every rate (1: spot.json's).
-func (c *Cloud) EnableSpot(rng, shortRNG *rand.Rand, scale float64, zones []string, horizon time.Duration) error {
+// rebalance recommendation, shortRNG the zones' shortages over zones until horizon; scale
+// multiplies the interruption and rebalance rates, shortScale the shortages' (0: 1, the
+// rates of spot.json).
+func (c *Cloud) EnableSpot(rng, shortRNG *rand.Rand, scale, shortScale float64, zones []string, horizon time.Duration) error {
 	d, err := LoadSpotData()
 	if err != nil {
 		return err
@@ -155,7 +157,10 @@ func (c *Cloud) EnableSpot(rng, shortRNG *rand.Rand, scale float64, zones []stri
 	if scale <= 0 {
 		scale = 1
 	}
-	c.spot = &spotMarket{data: d, rng: rng, shortRNG: shortRNG, scale: scale, shortage: map[string]time.Time{},
+	if shortScale <= 0 {
+		shortScale = 1
+	}
+	c.spot = &spotMarket{data: d, rng: rng, shortRNG: shortRNG, scale: scale, shortScale: shortScale, shortage: map[string]time.Time{},
 		noticed: map[string]bool{}, zones: slices.Clone(zones)}
 	c.scheduleShortages(horizon)
 	return nil
@@ -173,7 +178,7 @@ func (c *Cloud) scheduleShortages(horizon time.Duration) {
 	for _, zone := range s.zones {
 		at := time.Duration(0)
 		for {
-			gap := s.shortRNG.ExpFloat64() * s.data.ShortageMeanHours / s.scale
+			gap := s.shortRNG.ExpFloat64() * s.data.ShortageMeanHours / s.shortScale
 			at += event.Seconds(gap * 3600)
 			if at >= horizon {
 				break

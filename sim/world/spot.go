@@ -47,7 +47,7 @@ func (w *World) enableSpot() error {
 		zones = append(zones, o.Zone)
 	}
 	return w.Cloud.EnableSpot(event.Stream(w.Cfg.Seed, "spot"), event.Stream(w.Cfg.Seed, "spot-shortage"),
-		w.Sim.Cloud.SpotInterruptionScale, zones, w.Cfg.Scenario.Duration())
+		w.Sim.Cloud.SpotInterruptionScale, w.Sim.Cloud.SpotShortageScale, zones, w.Cfg.Scenario.Duration())
 }
 
 // register adds the node of a running instance, shaped by its instance type.
