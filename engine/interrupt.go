@@ -137,14 +137,23 @@ func DecideNotice(now time.Time, p Policy, obs Observation, st State, n Notice) 
 			n.Instance, d.Node, n.deadline().UTC().Format(time.TimeOnly), op.ID, op.Phase)
 		return d
 	}
-	leaving := 1 // this instance
+	// Room for a replacement: the fleet without the interrupted instances (they are gone
+	// within their notice) stays within max_workers. An at-risk node stays billed until its
+	// replacement has joined and it has drained, so a rebalance counts it.
+	leaving := 0
+	if n.Kind == NoticeInterruption {
+		leaving++ // this instance
+	}
 	var drained *Operation
 	for _, op := range st.Open() {
-		if op.Kind == OpScaleDown && op.Instance != n.Instance {
+		if op.Kind != OpScaleDown || op.Instance == n.Instance {
+			continue
+		}
+		if op.Cause == CauseInterruption {
 			leaving++
-			if op.Cause == "" && (op.Phase == PhaseCordoned || op.Phase == PhaseDraining) && drained == nil {
-				drained = op
-			}
+		}
+		if op.Cause == "" && (op.Phase == PhaseCordoned || op.Phase == PhaseDraining) && drained == nil {
+			drained = op
 		}
 	}
 	room := capacity-leaving < p.MaxWorkers

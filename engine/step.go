@@ -111,7 +111,11 @@ func (s *Step) Run(ctx context.Context, now time.Time, holder string) (Record, e
 // invoke is one invocation: observe, lock, body (a tick or a cloud notice), release, notify.
 func (s *Step) invoke(ctx context.Context, now time.Time, holder string, notice *Notice, body func(*tick) error) (Record, error) {
 	rec := Record{Notice: notice, Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}}
-	obs, err := Observe(ctx, s.Policy, s.Metrics, s.Cloud, s.Cluster, now)
+	metrics := s.Metrics
+	if notice != nil {
+		metrics = nil // a notice reads no metric: it is decided on the node and instance lists (interrupt.go)
+	}
+	obs, err := Observe(ctx, s.Policy, metrics, s.Cloud, s.Cluster, now)
 	rec.Observation = obs
 	if err != nil {
 		rec.Error = err.Error()

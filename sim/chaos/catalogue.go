@@ -52,7 +52,7 @@ const (
 	SpotInterruption  = "spot-interruption"
 )
 
-var catalogue = []Kind{
+var catalogue = append([]Kind{
 	{InvokeDuplicate, "invocation", "a second invocation overlaps the tick (lock held) and a duplicate re-runs the tick at the same instant",
 		"the overlapping one gets the lock held and does nothing; the duplicate changes nothing"},
 	{InvokeKill, "invocation", "the Lambda dies (timeout) before a random side effect: lock left held, intent left open",
@@ -97,7 +97,7 @@ var catalogue = []Kind{
 	{NotifyDown, "notifier", "SNS / Slack rejects every notification", "decisions and actions are exactly those of a run without the fault"},
 	{SpotInterruption, "cloud", "a running worker is interrupted with 2 minutes' notice",
 		"the lost capacity is replaced; no operation is left stuck on the gone node"},
-}
+}, spotCatalogue...) // spot.go
 
 // Catalogue returns every fault kind, in a fixed order.
 func Catalogue() []Kind { return slices.Clone(catalogue) }

@@ -209,6 +209,8 @@ func (h *Harness) installWindows() {
 					w.Cluster.SetNodeReady(n, true)
 				}
 			})
+		default:
+			h.installSpotWindow(f) // spot.go
 		}
 	}
 }

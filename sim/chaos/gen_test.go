@@ -45,7 +45,18 @@ type PolicySpec struct {
 	Requested   int // ScaleDownRequestedPercent 80-100
 	PredictMins int // PredictHorizon 0-3 minutes (0: off)
 	Headroom    int // HeadroomPods 0-3
+	// Capacity: spot share, on-demand base, zone spread, spot allocation, instance types.
+	SpotPct    int // SpotPercent 0-100, in steps of 10 (0: on-demand only)
+	Base       int // OnDemandBase 0-3, capped at MaxWorkers
+	ZoneSpread int // 0-1
+	Alloc      int // index in spotAllocs
+	Types      int // index in typeLists (0: the configured offerings)
 }
+
+var (
+	spotAllocs = []string{engine.AllocPriceCapacity, engine.AllocLowestPrice, engine.AllocPrioritized}
+	typeLists  = [][]string{nil, {"t3.medium", "t3a.medium"}, {"t3a.medium", "t3.large", "t3.medium"}}
+)
 
 // FaultSpec is one scheduled fault.
 type FaultSpec struct {
@@ -88,6 +99,8 @@ func genPolicySpec() gopter.Gen {
 		"Step": gen.IntRange(1, 2), "MaxStepExtra": gen.IntRange(0, 2),
 		"Responsive": gen.IntRange(0, 1), "DownStep": gen.IntRange(1, 3), "Requested": gen.IntRange(80, 100),
 		"PredictMins": gen.IntRange(0, 3), "Headroom": gen.IntRange(0, 3),
+		"SpotPct": gen.IntRange(0, 10), "Base": gen.IntRange(0, 3), "ZoneSpread": gen.IntRange(0, 1),
+		"Alloc": gen.IntRange(0, len(spotAllocs)-1), "Types": gen.IntRange(0, len(typeLists)-1),
 	})
 }
 
@@ -139,6 +152,11 @@ func (p PolicySpec) Build() engine.Policy {
 	if p.Responsive == 1 {
 		pol.ScaleUpMaxStep = pol.MaxWorkers // the preset's: the packing sizes the step
 	}
+	pol.SpotPercent = 10 * p.SpotPct
+	pol.OnDemandBase = min(p.Base, pol.MaxWorkers)
+	pol.ZoneSpread = p.ZoneSpread == 1
+	pol.SpotAllocation = spotAllocs[p.Alloc%len(spotAllocs)]
+	pol.InstanceTypes = typeLists[p.Types%len(typeLists)]
 	return pol
 }
 

@@ -29,6 +29,11 @@ var Invariants = []string{
 	13: "running the same tick twice changes nothing the second time",
 	14: "the same seed and fault schedule give the same outputs",
 	15: "no worker stays cordoned for longer than a tick without an operation that owns it",
+	// the spot invariants (spot_invariants.go)
+	16: "the on-demand base is never short for longer than one launch",
+	17: "no orphaned instances or spot requests: every open spot request has a live instance and every live spot instance its request",
+	18: "no node is drained twice, and no two open operations own the same node",
+	19: "min workers are Ready again within one tick plus a boot of falling short",
 }
 
 // Kinds that make holding the worker bounds impossible for a while (launches or the lock
@@ -68,6 +73,7 @@ type checker struct {
 	cordonedSince         time.Time
 	state                 engine.State         // the last accepted state write
 	unowned               map[string]time.Time // cordoned worker -> since when no operation owns it
+	sp                    spotCheck            // spot_invariants.go
 }
 
 func newChecker(h *Harness) *checker {
@@ -141,6 +147,7 @@ func (c *checker) afterStep() {
 		c.sweepExcuse = later(c.sweepExcuse, now.Add(lease+2*tick+30*time.Second))
 	}
 
+	c.afterStepSpot()
 	// 3: bounds
 	n := w.Workers()
 	if n < p.MinWorkers {
@@ -154,7 +161,7 @@ func (c *checker) afterStep() {
 	} else {
 		c.lowSince = time.Time{}
 	}
-	if n > p.MaxWorkers {
+	if n -= c.warnedLive(); n > p.MaxWorkers { // a warned instance leaves within its notice
 		if c.highSince.IsZero() {
 			c.highSince = now
 		}
@@ -173,14 +180,18 @@ func (c *checker) afterStep() {
 	}
 
 	// 6: at most one node drains at a time
-	var cordoned []string
+	var cordoned, scaledDown []string
+	cloudAsked := c.cloudAsked() // interrupted and at-risk nodes drain as the cloud demands
 	for _, nd := range w.Cluster.AllNodes() {
 		if !nd.ControlPlane && !nd.Gone && nd.Unschedulable {
 			cordoned = append(cordoned, nd.Name)
+			if !cloudAsked[nd.Name] {
+				scaledDown = append(scaledDown, nd.Name)
+			}
 		}
 	}
-	if limit := max(1, p.ScaleDownMaxStep); len(cordoned) > limit {
-		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once (scale_down_max_step %d): %v", len(cordoned), limit, cordoned)
+	if limit := max(1, p.ScaleDownMaxStep); len(scaledDown) > limit {
+		c.failOnce(fmt.Sprintf("cordoned@%v", scaledDown), 6, "%d nodes cordoned at once (scale_down_max_step %d): %v", len(scaledDown), limit, scaledDown)
 	}
 
 	// 15: a cordoned worker belongs to an operation (it is drained, terminated or given back)
@@ -271,6 +282,12 @@ func (c *checker) onWrite(l engine.Lease, st engine.State) {
 	if op := st.Operation; op != nil && op.Kind == engine.OpScaleDown && op.Phase == engine.PhaseTerminating {
 		c.drained[op.ID] = true
 	}
+	for _, op := range st.Open() { // a planned scale-up launches its parts one call each
+		if op.Kind == engine.OpScaleUp {
+			c.asked[op.ID] = max(c.asked[op.ID], op.Count)
+		}
+	}
+	c.onWriteSpot(st)
 }
 
 // stale reports whether a side effect by inv comes from a lease that is no longer the
@@ -407,19 +424,27 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 		open[op.ID] = true
 	}
 	downChecked := false // a multi-node scale-down cordons several nodes in one tick: one scale-down
+	launched := map[string]bool{}
 	for _, a := range rec.Acted {
 		switch {
 		case a.Kind == "launch" && a.Result == "ok":
 			if inv.zombie {
 				continue
 			}
-			if !open[a.Operation] && rec.Decision.Action == engine.ActionScaleUp &&
+			// a planned scale-up launches its parts one call each: the first is the scale-up
+			first := !launched[a.Operation]
+			launched[a.Operation] = true
+			if !open[a.Operation] && first && rec.Decision.Action == engine.ActionScaleUp &&
 				!slices.Contains(rec.Decision.Triggers, engine.TriggerBelowMin) &&
+				!slices.Contains(rec.Decision.Triggers, engine.TriggerOnDemandBase) &&
 				!c.lastUp.IsZero() && rec.Time.Sub(c.lastUp) < p.ScaleUpCooldown {
 				c.fail(10, "scale-up %s %s after the last one (cooldown %s)", a.Operation, rec.Time.Sub(c.lastUp), p.ScaleUpCooldown)
 			}
 			c.lastUp = later(c.lastUp, rec.Time)
 		case a.Kind == "cordon" && a.Result == "ok" && !open[a.Operation] && !downChecked:
+			if inv.zombie || rec.Notice != nil { // the cloud asked for it: no cooldown applies
+				continue
+			}
 			if inv.zombie {
 				continue
 			}
@@ -454,6 +479,7 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 	}
 	// a resumed (zombie) invocation decided on a stale view: not a clean tick
 	clean := inv.role == "tick" && !inv.zombie && rec.Lock == engine.LockAcquired && err == nil && !failed(rec)
+	c.recordSpot(inv, rec)
 	// 3: a tick that nothing got in the way of leaves at least min workers (launching
 	// ones count), and a launch never takes the fleet over max
 	if n := c.h.w.Workers(); clean && n < p.MinWorkers {
@@ -461,16 +487,22 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 			n, p.MinWorkers, rec.Observation.RegisteredWorkers, rec.Observation.Launching)
 	}
 	for _, a := range rec.Acted {
-		if n := c.h.w.Workers(); a.Kind == "launch" && a.Result == "ok" && n > p.MaxWorkers && !c.now().Before(c.highExcuse) {
+		if n := c.h.w.Workers() - c.warnedLive(); a.Kind == "launch" && a.Result == "ok" && n > p.MaxWorkers && !c.now().Before(c.highExcuse) {
 			c.fail(3, "%d managed workers after launch %s, above max %d", n, a.Operation, p.MaxWorkers)
 		}
 	}
 	// 9: every operation ends within a bounded number of clean ticks
 	if clean {
 		bound := int(math.Ceil(float64(max(p.NodeReadyTimeout, p.DrainTimeout))/float64(world.TickInterval))) + 3
+		// the cloud's scale-downs: an at-risk node waits for its replacement, then drains
+		causeBound := int(math.Ceil(float64(p.NodeReadyTimeout+p.DrainTimeout+engine.InterruptionNotice)/float64(world.TickInterval))) + 3
+		caused := map[string]bool{}
+		for _, op := range rec.State.Open() {
+			caused[op.ID] = op.Cause != ""
+		}
 		for id := range open {
 			c.opTicks[id]++
-			if c.opTicks[id] > bound {
+			if c.opTicks[id] > bound && (!caused[id] || c.opTicks[id] > causeBound) {
 				c.failOnce("op@"+id, 9, "operation %s still open after %d ticks (bound %d)", id, c.opTicks[id], bound)
 			}
 		}

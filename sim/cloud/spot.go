@@ -302,6 +302,10 @@ func (c *Cloud) Warn(id string, kind engine.NoticeKind) {
 	}
 }
 
+// Warned reports whether the instance was warned of an interruption (it leaves within its
+// notice).
+func (c *Cloud) Warned(id string) bool { return c.spot != nil && c.spot.noticed[id] }
+
 // reclaim terminates a warned instance from the provider's side.
 func (c *Cloud) reclaim(id string) {
 	in, ok := c.byID[id]
