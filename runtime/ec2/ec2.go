@@ -32,6 +32,8 @@ type API interface {
 	RunInstances(ctx context.Context, in *sdk.RunInstancesInput, opts ...func(*sdk.Options)) (*sdk.RunInstancesOutput, error)
 	DescribeInstances(ctx context.Context, in *sdk.DescribeInstancesInput, opts ...func(*sdk.Options)) (*sdk.DescribeInstancesOutput, error)
 	TerminateInstances(ctx context.Context, in *sdk.TerminateInstancesInput, opts ...func(*sdk.Options)) (*sdk.TerminateInstancesOutput, error)
+	// DescribeSpotPriceHistory serves spot.go's Prices.
+	DescribeSpotPriceHistory(ctx context.Context, in *sdk.DescribeSpotPriceHistoryInput, opts ...func(*sdk.Options)) (*sdk.DescribeSpotPriceHistoryOutput, error)
 }
 
 // Cloud manages one cluster's workers.
@@ -59,6 +61,9 @@ func (c *Cloud) Launch(ctx context.Context, req engine.LaunchRequest) ([]engine.
 	if req.Count < 1 {
 		return nil, fmt.Errorf("launching %d workers: count must be >= 1", req.Count)
 	}
+	if err := engine.CheckCapacityType(req.Offering.CapacityType); err != nil {
+		return nil, &engine.CloudError{Kind: engine.KindUnsupported, Code: "UnknownCapacityType", Offering: req.Offering, Err: err}
+	}
 	lt := &types.LaunchTemplateSpecification{Version: aws.String(c.version)}
 	if strings.HasPrefix(c.launchTemplate, "lt-") {
 		lt.LaunchTemplateId = aws.String(c.launchTemplate)
@@ -80,6 +85,7 @@ func (c *Cloud) Launch(ctx context.Context, req engine.LaunchRequest) ([]engine.
 			{ResourceType: types.ResourceTypeVolume, Tags: tags},
 		},
 	}
+	spotOptions(in, req.Offering, tags) // spot.go
 	if req.Token != "" {
 		in.ClientToken = aws.String(req.Token)
 	}
@@ -205,6 +211,9 @@ func instance(i types.Instance) engine.Instance {
 	if i.LaunchTime != nil {
 		in.LaunchedAt = i.LaunchTime.UTC()
 	}
+	if i.InstanceLifecycle == types.InstanceLifecycleTypeSpot {
+		in.Offering.CapacityType = engine.CapacitySpot
+	}
 	in.State = engine.InstancePending
 	if i.State != nil {
 		switch i.State.Name {
@@ -233,6 +242,12 @@ var kinds = map[string]engine.ErrorKind{
 	"Unsupported":                  engine.KindUnsupported,
 	"InvalidInstanceID.NotFound":   engine.KindNotFound,
 	"InvalidInstanceID.Malformed":  engine.KindNotFound,
+	// spot (spot.go): no capacity at the price or at all backs the offering off; the
+	// account's spot instance limit is a quota the engine meets with on-demand
+	"SpotMaxPriceTooLow":           engine.KindCapacity,
+	"capacity-not-available":       engine.KindCapacity,
+	"UnfulfillableCapacity":        engine.KindCapacity,
+	"MaxSpotInstanceCountExceeded": engine.KindQuota,
 }
 
 // Codes lists the mapped error codes (sorted), for documentation and tests.

@@ -1,7 +1,9 @@
 // Package ec2fake is an httptest server speaking the EC2 Query API (XML) for the calls the
-// ec2 adapter makes: RunInstances, DescribeInstances and TerminateInstances. It keeps
-// instances in memory, honours ClientToken, can hide new instances from DescribeInstances
-// for a number of calls (EC2's eventual consistency) and can answer with EC2's error codes.
+// ec2 adapter makes: RunInstances, DescribeInstances, TerminateInstances and
+// DescribeSpotPriceHistory. It keeps instances in memory, honours ClientToken, can hide new
+// instances from DescribeInstances for a number of calls (EC2's eventual consistency), can
+// answer with EC2's error codes, and launches spot instances with their one-time spot
+// requests (spot.go).
 package ec2fake
 
 import (
@@ -34,7 +36,9 @@ type Instance struct {
 	Tags        []Tag
 	Token       string
 	Template    string
-	hiddenCalls int // DescribeInstances calls that still do not show it
+	Lifecycle   string // "spot" for a spot instance, "" on-demand
+	SpotRequest string // its spot request (sir-...)
+	hiddenCalls int    // DescribeInstances calls that still do not show it
 }
 
 // Server is the fake EC2 endpoint.
@@ -52,6 +56,9 @@ type Server struct {
 	Now func() time.Time
 	// SubnetZones maps subnets to zones; unknown subnets are in us-east-1a.
 	SubnetZones map[string]string
+	// SpotPrices maps "type/zone" to the current spot price (DescribeSpotPriceHistory).
+	SpotPrices map[string]float64
+	spotReqs   []*SpotRequest
 }
 
 // New starts a fake EC2 on 127.0.0.1. It is closed by the caller (or t.Cleanup).
@@ -76,13 +83,17 @@ func (s *Server) Add(in Instance) {
 	s.insts = append(s.insts, &cp)
 }
 
-// SetState sets an instance's state.
+// SetState sets an instance's state (a spot instance set to shutting-down or terminated
+// was reclaimed: its spot request closes).
 func (s *Server) SetState(id, state string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, in := range s.insts {
 		if in.ID == id {
 			in.State = state
+			if state == "shutting-down" || state == "terminated" {
+				s.closeSpotRequest(id, "instance-terminated-by-service")
+			}
 		}
 	}
 }
@@ -142,6 +153,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.describe(w, r.PostForm)
 	case "TerminateInstances":
 		s.terminate(w, r.PostForm)
+	case "DescribeSpotPriceHistory":
+		s.spotPrices(w, r.PostForm)
 	default:
 		s.fail(w, "InvalidAction", "unsupported action "+action)
 	}
@@ -221,11 +234,19 @@ func (s *Server) run(w http.ResponseWriter, v url.Values) {
 	if z, ok := s.SubnetZones[subnet]; ok {
 		zone = z
 	}
+	spot, err := spotMarket(v)
+	if err != "" {
+		s.fail(w, "InvalidParameterValue", err)
+		return
+	}
 	var ids []string
 	for range maxC {
 		s.seq++
 		in := &Instance{ID: fmt.Sprintf("i-%017x", 0xa000+s.seq), Type: typ, Subnet: subnet, Zone: zone, State: "pending",
 			LaunchTime: s.Now().UTC().Truncate(time.Second), Tags: tags, Token: token, Template: tmpl, hiddenCalls: s.Lag}
+		if spot {
+			s.openSpotRequest(in, v)
+		}
 		s.insts = append(s.insts, in)
 		ids = append(ids, in.ID)
 	}
@@ -323,8 +344,12 @@ func instanceXML(in *Instance) string {
 	for _, t := range in.Tags {
 		fmt.Fprintf(&tags, `<item><key>%s</key><value>%s</value></item>`, xmlEscape(t.Key), xmlEscape(t.Value))
 	}
-	return fmt.Sprintf(`<item><instanceId>%s</instanceId><imageId>ami-12345678</imageId><instanceState><code>%d</code><name>%s</name></instanceState><instanceType>%s</instanceType><launchTime>%s</launchTime><placement><availabilityZone>%s</availabilityZone></placement><subnetId>%s</subnetId><tagSet>%s</tagSet></item>`,
-		in.ID, stateCodes[in.State], in.State, in.Type, in.LaunchTime.Format("2006-01-02T15:04:05.000Z"), in.Zone, in.Subnet, tags.String())
+	var spot string
+	if in.Lifecycle != "" {
+		spot = fmt.Sprintf(`<instanceLifecycle>%s</instanceLifecycle><spotInstanceRequestId>%s</spotInstanceRequestId>`, in.Lifecycle, in.SpotRequest)
+	}
+	return fmt.Sprintf(`<item><instanceId>%s</instanceId><imageId>ami-12345678</imageId><instanceState><code>%d</code><name>%s</name></instanceState><instanceType>%s</instanceType><launchTime>%s</launchTime><placement><availabilityZone>%s</availabilityZone></placement><subnetId>%s</subnetId>%s<tagSet>%s</tagSet></item>`,
+		in.ID, stateCodes[in.State], in.State, in.Type, in.LaunchTime.Format("2006-01-02T15:04:05.000Z"), in.Zone, in.Subnet, spot, tags.String())
 }
 
 func (s *Server) writeRun(w http.ResponseWriter, insts []*Instance) {
@@ -359,6 +384,7 @@ func (s *Server) terminate(w http.ResponseWriter, v url.Values) {
 		if in.State != "terminated" {
 			in.State = "shutting-down"
 		}
+		s.closeSpotRequest(in.ID, "instance-terminated-by-user")
 		fmt.Fprintf(&b, `<item><instanceId>%s</instanceId><currentState><code>%d</code><name>%s</name></currentState><previousState><code>%d</code><name>%s</name></previousState></item>`,
 			in.ID, stateCodes[in.State], in.State, stateCodes[prev], prev)
 	}
