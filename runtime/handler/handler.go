@@ -71,6 +71,9 @@ type Handler struct {
 	Secrets   SecretGetter
 	HTTP      *http.Client
 	Now       func() time.Time
+	// Sleep waits between a notice's tries while the lock is held (notice.go); default a
+	// timer that the context cancels.
+	Sleep func(ctx context.Context, d time.Duration)
 
 	mu   sync.Mutex
 	step *engine.Step
@@ -78,7 +81,7 @@ type Handler struct {
 
 // Result is what an invocation returns.
 type Result struct {
-	Kind      string           `json:"kind"` // tick or slack
+	Kind      string           `json:"kind"` // tick, notice or slack
 	Lock      string           `json:"lock,omitempty"`
 	Decision  *engine.Decision `json:"decision,omitempty"`
 	Acted     int              `json:"acted,omitempty"`
@@ -108,6 +111,8 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 		rec, err = h.Tick(ctx)
 		d := rec.Decision
 		res = Result{Kind: "tick", Lock: rec.Lock, Decision: &d, Acted: len(rec.Acted)}
+	case isNotice(probe.Source, probe.DetailType): // notice.go
+		res, err = h.Notice(ctx, payload)
 	case len(probe.Records) > 0 && allSNS(probe.Records):
 		if !h.Cfg.Has(config.RoleSlack) {
 			return nil, errors.New("SNS event, but SMARTSCALE_HANDLES does not include slack")
@@ -120,7 +125,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 		n, err = h.Forward(ctx, ev)
 		res = Result{Kind: "slack", Forwarded: n}
 	default:
-		return nil, fmt.Errorf("unrecognised event (want an EventBridge \"Scheduled Event\" or SNS records): %.200s", payload)
+		return nil, fmt.Errorf("unrecognised event (want an EventBridge \"Scheduled Event\", an EC2 notice or SNS records): %.200s", payload)
 	}
 	if err != nil {
 		return nil, err

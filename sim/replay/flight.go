@@ -134,6 +134,9 @@ func Redecide(p engine.Policy, rec engine.Record) (d engine.Decision, ok bool, w
 		// build its clients): Decide did not run.
 		return d, false, fmt.Sprintf("lock %q: %s", rec.Lock, rec.Error)
 	}
+	if rec.Notice != nil && rec.DecideState != nil { // a cloud notice: DecideNotice decided it
+		return engine.DecideNotice(rec.Time, p, rec.Observation, *rec.DecideState, *rec.Notice).Decision, true, ""
+	}
 	if rec.DecideState != nil {
 		// records since the engine logs what Decide saw: no reconstruction needed
 		d = engine.Decide(rec.Time, p, rec.Observation, *rec.DecideState)
