@@ -406,20 +406,47 @@ func (t *tick) causeStep(op *Operation) (done, handled bool, err error) {
 	if op.Phase != PhaseAtRisk {
 		return false, false, nil
 	}
-	due := t.now.Sub(op.Started) > t.s.Policy.NodeReadyTimeout
-	if !due {
-		due = true
-		for _, o := range t.st.Open() {
-			if o.ID == op.After {
-				due = false
-			}
-		}
-	}
+	due := t.now.Sub(op.Started) > t.s.Policy.NodeReadyTimeout || t.replaced(op.After)
 	if !due {
 		return false, true, nil
 	}
 	op.Phase, op.DrainFrom = PhaseCordoned, t.now
 	return false, false, t.save()
+}
+
+// replaced reports whether the replacement operation id has ended or its instances have
+// all joined (Ready nodes) or gone, on this tick's observation: the answer does not depend
+// on whether the replacement's own operation was moved on before or after this one.
+func (t *tick) replaced(id string) bool {
+	var rop *Operation
+	for _, o := range t.st.Open() {
+		if o.ID == id {
+			rop = o
+		}
+	}
+	if rop == nil {
+		return true
+	}
+	if len(rop.Instances) == 0 {
+		return false // still launching
+	}
+	ready, gone := map[string]bool{}, map[string]bool{}
+	for _, n := range t.obs.Nodes {
+		if n.Ready {
+			ready[n.InstanceID] = true
+		}
+	}
+	for _, in := range t.obs.Instances {
+		if in.State == InstanceTerminated || in.State == InstanceStopping {
+			gone[in.ID] = true
+		}
+	}
+	for _, in := range rop.Instances {
+		if !ready[in] && !gone[in] {
+			return false
+		}
+	}
+	return true
 }
 
 // drainExpired reports whether a drain has run out of time: DrainTimeout from its start;
