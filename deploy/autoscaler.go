@@ -162,6 +162,9 @@ func newAutoscaler(ctx *pulumi.Context, cfg Config, acct Account, net *Network, 
 	}); err != nil {
 		return nil, err
 	}
+	if err := newNoticeRules(ctx, cfg, a); err != nil { // spot.go
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -219,7 +222,7 @@ func autoscalerPolicy(cfg Config, acct Account, r autoscalerRefs) string {
 		acct.arn("ec2", "launch-template/"+r.LaunchTemplateID),
 		fmt.Sprintf("arn:%s:ec2:%s::image/*", acct.Partition, acct.Region),
 	}, r.SubnetArns...)
-	return policyJSON(
+	return policyJSON(append([]Statement{
 		// RunInstances: the instance must carry both ownership tags in the request and come
 		// from the worker launch template; the other resources it touches (subnets, the
 		// worker group, volumes, ENIs, the AMI) only through that template.
@@ -249,5 +252,5 @@ func autoscalerPolicy(cfg Config, acct Account, r autoscalerRefs) string {
 			when("StringEquals", "kms:ViaService", "secretsmanager."+cfg.Region+".amazonaws.com").
 			when("StringEquals", "kms:EncryptionContext:SecretARN", []string{r.SlackSecret, r.KubeSecret}),
 		allow("Logs", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, r.LogGroup+":*"),
-	)
+	}, spotStatements(cfg, acct, r)...)...) // spot.go
 }

@@ -69,6 +69,10 @@ type Policy struct {
 	ScaleDownMemoryPercent float64 `json:"scale_down_memory_percent"`
 	ScaleUpCooldown        string  `json:"scale_up_cooldown,omitempty"`
 	ScaleDownCooldown      string  `json:"scale_down_cooldown,omitempty"`
+	// Spot (spot.go): SpotPercent of the workers above OnDemandBase are spot; 0 keeps the
+	// fleet on-demand and creates neither the interruption rules nor the spot grants.
+	SpotPercent  int `json:"spot_percent,omitempty"`
+	OnDemandBase int `json:"on_demand_base,omitempty"`
 }
 
 // JSON returns the policy document handed to the Lambda.
@@ -106,6 +110,8 @@ func loadConfig(ctx *pulumi.Context) (Config, error) {
 			ScaleDownMemoryPercent: r.float("scaleDownMemoryPercent", 50),
 			ScaleUpCooldown:        r.str("scaleUpCooldown", ""),
 			ScaleDownCooldown:      r.str("scaleDownCooldown", ""),
+			SpotPercent:            r.int("spotPercent", 0),
+			OnDemandBase:           r.int("onDemandBase", 0),
 		},
 	}
 	return cfg, errors.Join(errors.Join(r.errs...), cfg.Validate())
@@ -117,7 +123,7 @@ var configKeys = []string{
 	"clusterId", "vpcCidr", "masterInstanceType", "workerInstanceTypes", "amiSsmParameter", "ami",
 	"k3sVersion", "lambdaZip", "logRetentionDays", "dryRun", "repoRoot", "minWorkers", "maxWorkers",
 	"scaleUpCpuPercent", "scaleDownCpuPercent", "scaleUpMemoryPercent", "scaleDownMemoryPercent",
-	"scaleUpCooldown", "scaleDownCooldown", "slackWebhookUrl",
+	"scaleUpCooldown", "scaleDownCooldown", "slackWebhookUrl", "spotPercent", "onDemandBase",
 }
 
 // cfgReader reads optional keys with defaults and collects parse errors.
@@ -222,6 +228,12 @@ func (c Config) Validate() error {
 		if _, err := time.ParseDuration(d); err != nil {
 			bad("smartscale:%s %q is not a duration (e.g. \"5m\")", name, d)
 		}
+	}
+	if p.SpotPercent < 0 || p.SpotPercent > 100 {
+		bad("smartscale:spotPercent must be in [0, 100] (0: on-demand only), got %d", p.SpotPercent)
+	}
+	if p.OnDemandBase < 0 || p.OnDemandBase > p.MaxWorkers {
+		bad("smartscale:onDemandBase must be in [0, maxWorkers (%d)], got %d", p.MaxWorkers, p.OnDemandBase)
 	}
 	if lambdaTimeout+30*time.Second > engineLease {
 		bad("the Lambda timeout (%v) must stay 30s below the engine's lease (%v)", lambdaTimeout, engineLease)
