@@ -18,11 +18,11 @@ import (
 // Resolved notifications (send_resolved) are delivered too: the handler does nothing with them,
 // so the world does not tick for them.
 const (
-	RuleInterval  = 5 * time.Second // the smartscale-scale-up rule group's interval (k3s/monitoring/alert-rules.yml)
-	GroupWait     = 10 * time.Second // the smartscale route of k3s/monitoring/alertmanager.yml (Alertmanager's default: 30 s)
+	RuleInterval   = 5 * time.Second  // the smartscale-scale-up rule group's interval (k3s/monitoring/alert-rules.yml)
+	GroupWait      = 10 * time.Second // the smartscale route of k3s/monitoring/alertmanager.yml (Alertmanager's default: 30 s)
 	GroupInterval  = 30 * time.Second // the smartscale route (default 5 m)
 	RepeatInterval = time.Minute      // the smartscale route (default 4 h)
-	InvokeLatency = 2 * time.Second // Alertmanager -> SNS -> Lambda, invocation included
+	InvokeLatency  = 2 * time.Second  // Alertmanager -> SNS -> Lambda, invocation included
 )
 
 // AlertTicker is an autoscaler that can also tick when alerts fire (SmartScale's engine).
