@@ -410,7 +410,8 @@ func TestDashboards(t *testing.T) {
 	}
 	// The utilisation panels show what the autoscaler decides on: the engine's queries.
 	q := engine.DefaultQueries()
-	for name, want := range map[string]string{"cpu": q.CPU, "memory": q.Memory, "pending": q.Pending, "nodes": q.Nodes} {
+	for name, want := range map[string]string{"cpu": q.CPU, "memory": q.Memory, "pending": q.Pending, "nodes": q.Nodes,
+		"hpa_desired": q.HPADesired, "request_rate": q.RequestRate, "served_rate": q.ServedRate} {
 		if !slices.Contains(exprs, want) {
 			t.Errorf("no dashboard panel uses the engine's %s query %q", name, want)
 		}
