@@ -36,6 +36,8 @@ lint-scripts: ## shellcheck every script
 check-k3s: ## promtool checks of the Prometheus config and alert rules
 	@if [ -f k3s/monitoring/prometheus-config.yml ]; then promtool check config --syntax-only k3s/monitoring/prometheus-config.yml; fi
 	@for f in $$(git ls-files 'k3s/monitoring/*rules*.yml'); do promtool check rules $$f; done
+	@tmp=$$(mktemp -d); sed -e "s#/etc/alertmanager/#$(CURDIR)/k3s/monitoring/#" -e 's#SMARTSCALE_ALERT_TOPIC_ARN#arn:aws:sns:us-east-1:123456789012:check#' -e 's#SMARTSCALE_REGION#us-east-1#' \
+	  k3s/monitoring/alertmanager.yml >$$tmp/alertmanager.yml && amtool check-config $$tmp/alertmanager.yml >/dev/null && echo "alertmanager.yml: SUCCESS"; rc=$$?; rm -rf $$tmp; exit $$rc
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -201,7 +201,8 @@ func (s *Step) Notice(ctx context.Context, now time.Time, holder string, n Notic
 		return Record{Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}, Notice: &n,
 			Decision: Decision{Action: ActionNone, Reason: "malformed notice ignored: " + err.Error()}}, nil
 	}
-	return s.invoke(ctx, now, holder, &n, func(t *tick) error { return t.runNotice(n) })
+	rec := Record{Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}, Notice: &n}
+	return s.invoke(ctx, now, holder, rec, &n, func(t *tick) error { return t.runNotice(n) })
 }
 
 func (t *tick) runNotice(n Notice) error {

@@ -58,6 +58,12 @@ type Rules struct {
 	// SpotAllocation orders the spot offerings: AllocPriceCapacity (the default),
 	// AllocLowestPrice or AllocPrioritized.
 	SpotAllocation string
+
+	// AlertTicks: ticks also come when Prometheus alerts for a scale-up condition fire
+	// (Alertmanager -> SNS -> the Lambda), besides the schedule; the simulator models them.
+	AlertTicks bool
+	// AlertTickMinInterval: an alert tick within this of the last one does nothing.
+	AlertTickMinInterval time.Duration
 }
 
 // Scale-up sizing modes.
@@ -77,9 +83,8 @@ func PresetNames() []string { return []string{PresetBrief, PresetResponsive} }
 
 // briefRules are the brief's: none of the rules beyond it.
 func briefRules() Rules {
-	return Rules{ScaleUpSizing: SizingMetrics, ScaleUpOnUsage: true, ScaleDownMaxStep: 1,
-		NodeReserveCPUm: 100, NodeReserveMemoryMiB: 600, PredictWindow: 3 * time.Minute,
-		SpotAllocation: AllocPriceCapacity}
+	return Rules{ScaleUpSizing: SizingMetrics, ScaleUpOnUsage: true, ScaleDownMaxStep: 1, AlertTickMinInterval: 30 * time.Second,
+		NodeReserveCPUm: 100, NodeReserveMemoryMiB: 600, PredictWindow: 3 * time.Minute, SpotAllocation: AllocPriceCapacity}
 }
 
 // PresetPolicy returns a shipped preset by name.
@@ -139,6 +144,9 @@ func (r Rules) validate(p Policy) []error {
 	if v := r.ScaleDownRequestedPercent; math.IsNaN(v) || v < 0 || v > 100 {
 		bad("scale_down_requested_percent must be 0 (off) or in (0, 100], got %v", v)
 	}
+	if r.AlertTickMinInterval < 0 {
+		bad("alert_tick_min_interval must be >= 0, got %v", r.AlertTickMinInterval)
+	}
 	if r.ScaleDownMaxStep < 1 {
 		bad("scale_down_max_step must be >= 1, got %d", r.ScaleDownMaxStep)
 	}
@@ -168,6 +176,8 @@ type rulesFile struct {
 	InstanceTypes             *[]string `json:"instance_types,omitempty"`
 	ZoneSpread                *bool     `json:"zone_spread,omitempty"`
 	SpotAllocation            *string   `json:"spot_allocation,omitempty"`
+	AlertTicks                *bool     `json:"alert_ticks,omitempty"`
+	AlertTickMinInterval      *string   `json:"alert_tick_min_interval,omitempty"`
 }
 
 func (f rulesFile) apply(r *Rules) []error {
@@ -199,6 +209,8 @@ func (f rulesFile) apply(r *Rules) []error {
 	set(&r.InstanceTypes, f.InstanceTypes)
 	set(&r.ZoneSpread, f.ZoneSpread)
 	set(&r.SpotAllocation, f.SpotAllocation)
+	set(&r.AlertTicks, f.AlertTicks)
+	dur("alert_tick_min_interval", &r.AlertTickMinInterval, f.AlertTickMinInterval)
 	return errs
 }
 
@@ -260,6 +272,13 @@ func (r Rules) file(b Rules) rulesFile {
 	}
 	if r.SpotAllocation != b.SpotAllocation {
 		f.SpotAllocation = &r.SpotAllocation
+	}
+	if r.AlertTicks != b.AlertTicks {
+		f.AlertTicks = &r.AlertTicks
+	}
+	if r.AlertTickMinInterval != b.AlertTickMinInterval {
+		v := r.AlertTickMinInterval.String()
+		f.AlertTickMinInterval = &v
 	}
 	return f
 }

@@ -25,6 +25,8 @@ type State struct {
 	// SpotTrouble maps a spot offering key to its last interruption, rebalance
 	// recommendation or capacity failure (capacity.go ranks calm offerings first).
 	SpotTrouble map[string]time.Time `json:"spot_trouble,omitempty"`
+	// LastAlertTick is when the last tick an alert asked for ran.
+	LastAlertTick time.Time `json:"last_alert_tick,omitzero"`
 	// AtMax is set while the policy wants more than MaxWorkers, so the warning is sent once.
 	AtMax bool `json:"at_max,omitempty"`
 	// Seq numbers operations; operation IDs derive from it.

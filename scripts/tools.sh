@@ -10,6 +10,7 @@ mkdir -p "$tools/bin"
 need_apt=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v zip >/dev/null 2>&1 || need_apt+=(zip)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "tools: installing ${need_apt[*]} (apt)" >&2

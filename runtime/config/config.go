@@ -33,6 +33,7 @@ type Config struct {
 	LaunchTemplateVersion string
 	Offerings             []engine.Offering
 	TopicARN              string
+	AlertTopicARN         string
 	PrometheusURL         string
 	PrometheusTimeout     time.Duration
 	SlackSecret           string
@@ -59,6 +60,7 @@ var Vars = []Var{
 	{"SMARTSCALE_SUBNETS", "", "worker subnets in order of preference, subnet-id=zone, comma-separated (tick)"},
 	{"SMARTSCALE_INSTANCE_TYPES", "t3.medium", "instance types in order of preference; offerings are every type x every subnet, types first"},
 	{"SMARTSCALE_SNS_TOPIC_ARN", "", "SNS topic for scaling events (empty: no notifications)"},
+	{"SMARTSCALE_ALERT_TOPIC_ARN", "", "SNS topic Alertmanager publishes scale-up alerts to: its messages run an alert tick (tick; the policy's alert_ticks must be on)"},
 	{"PROMETHEUS_URL", "", "Prometheus base URL, e.g. http://10.0.1.10:30090 (tick, explain)"},
 	{"SMARTSCALE_PROMETHEUS_TIMEOUT", "10s", "bound on one Prometheus query"},
 	{"SLACK_WEBHOOK_SECRET_ARN", "", "Secrets Manager secret holding the Slack incoming-webhook URL, plain or JSON {\"url\": ...} (slack)"},
@@ -124,6 +126,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		LaunchTemplate:        get("SMARTSCALE_LAUNCH_TEMPLATE"),
 		LaunchTemplateVersion: get("SMARTSCALE_LAUNCH_TEMPLATE_VERSION"),
 		TopicARN:              get("SMARTSCALE_SNS_TOPIC_ARN"),
+		AlertTopicARN:         get("SMARTSCALE_ALERT_TOPIC_ARN"),
 		PrometheusURL:         get("PROMETHEUS_URL"),
 		PrometheusTimeout:     dur("SMARTSCALE_PROMETHEUS_TIMEOUT"),
 		SlackSecret:           get("SLACK_WEBHOOK_SECRET_ARN"),

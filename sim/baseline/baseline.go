@@ -29,6 +29,7 @@ const (
 	StaticMax  = "static-max"
 	Static5    = "static-5"
 	CALike     = "ca-like"
+	CANative   = "ca-native"
 	Oracle     = "oracle"
 	OracleTick = "oracle-tick"
 )
@@ -92,6 +93,8 @@ func All() []Baseline {
 			Initial: func(scenarios.Scenario, engine.Policy) int { return 5 }, Factory: Static},
 		{Name: CALike, Description: "cluster-autoscaler style: up on pending pods only; down a node under 50% requested for 10 min, 10 min after a scale-up",
 			Initial: scenarioInitial, Factory: NewCALike(DefaultCAConfig())},
+		{Name: CANative, Description: "cluster-autoscaler as it runs in a cluster: the ca-like rules scanning every 10 s, no delay for new pods",
+			Initial: scenarioInitial, Factory: NewCALike(NativeCAConfig())},
 		{Name: Oracle, Description: "clairvoyant floor: each node launched the p90 boot+join+ready time before it is needed, released when idling costs more than relaunching",
 			Initial: func(sc scenarios.Scenario, p engine.Policy) int { return NewPlan(sc, p, false).Initial },
 			Factory: OracleFactory(false)},

@@ -42,7 +42,7 @@ func Metrics() []string {
 func RuleMetrics() []string {
 	return []string{"kube_horizontalpodautoscaler_status_desired_replicas", "kube_horizontalpodautoscaler_status_current_replicas",
 		"http_requests_total", "kube_pod_container_resource_requests", "kube_node_status_allocatable",
-		"kube_node_spec_unschedulable", "kube_node_role"}
+		"kube_node_spec_unschedulable", "kube_node_role", "kube_pod_status_unschedulable"}
 }
 
 // known reports whether a recording may hold series of the metric.

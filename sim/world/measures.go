@@ -69,6 +69,7 @@ type Summary struct {
 	MaxWorkers                  int            `json:"max_workers"`
 	MinWorkers                  int            `json:"min_workers"`
 	Ticks                       int            `json:"ticks"`
+	AlertTicks                  int            `json:"alert_ticks,omitempty"` // ticks alerts asked for (alert_ticks)
 	Decisions                   map[string]int `json:"decisions"`
 	TickErrors                  int            `json:"tick_errors"`
 	Evictions                   int            `json:"evictions"`
@@ -92,6 +93,7 @@ type measures struct {
 	sloMinutes               int
 	maxW, minW               int
 	tickErrors               int
+	alertTicks               int
 	decisions                map[string]int
 	notices                  int // records of cloud notices (spot.go), not ticks
 }
@@ -242,6 +244,7 @@ func (m *measures) result(w *World) *Result {
 	}
 	s.Flaps = Flaps(ups, downs, 10*time.Minute)
 	s.SpotSummary = w.spotSummary(now)
+	s.AlertTicks = m.alertTicks
 	return &Result{Summary: s, Timeline: m.rows, Records: m.records, Events: w.Events}
 }
 
