@@ -7,7 +7,7 @@
 # The Go-built tools are built once per machine into a cache outside the repository
 # (SMARTSCALE_TOOLS_CACHE, default ${XDG_CACHE_HOME:-$HOME/.cache}/smartscale/NAME-VERSION)
 # and hard-linked (or copied) into .tools/bin, so a fresh clone on a warm machine installs in
-# seconds; a cold machine spends ~10 minutes of 2 cores building Kubernetes.
+# a second; a cold machine spends 10-18 minutes of 2 cores building them (mostly Kubernetes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,6 @@ need_apt=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v zip >/dev/null 2>&1 || need_apt+=(zip)
-command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "tools: installing ${need_apt[*]} (apt)" >&2
   sudo_cmd=()
