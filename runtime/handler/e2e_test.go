@@ -241,6 +241,7 @@ func findMetric(lines []map[string]any, name string) map[string]any {
 // and 2 pods pending for minutes -> add 2 workers; the test registers their nodes as the K3s
 // agent would, kwok makes them Ready, and the next tick sees them join.
 func TestControlPlaneTickScaleUpEndToEnd(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	w := newWorld(t, 2, true)
 	res, err := invoke(t, w.h, scheduled, "req-1")
 	if err != nil {
@@ -337,6 +338,7 @@ func TestControlPlaneTickScaleUpEndToEnd(t *testing.T) {
 // workers), TerminateInstances, the node object deleted; SNS, EMF and the flight records
 // say so.
 func TestControlPlaneTickScaleDownEndToEnd(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	w := newWorld(t, 3, true)
 	w.now = start.Add(25*time.Minute + 7*time.Second)
 	var recs []engine.Record

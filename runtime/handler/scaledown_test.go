@@ -129,6 +129,7 @@ func ignoreSIGTERM(grace int64) func(runtime.Object) {
 // and only once the node is empty terminate the instance and delete the node; the demo
 // pods run on the other workers, rescheduled by the real scheduler.
 func TestControlPlaneScaleDownDrainsAcrossTicksThenTerminates(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	w := newDownWorld(t, 6, ignoreSIGTERM(4))
 	ctx := context.Background()
 	t1 := start.Add(2 * time.Hour)
@@ -180,6 +181,7 @@ func TestControlPlaneScaleDownDrainsAcrossTicksThenTerminates(t *testing.T) {
 // the acts; past the policy's DrainTimeout (5 min) the drain is abandoned: uncordon, a
 // failure event, and the instance is never terminated.
 func TestControlPlaneBlockedDrainIsAbandonedAndUncordoned(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	w := newDownWorld(t, 3, func(o runtime.Object) {
 		if p, ok := o.(*policyv1.PodDisruptionBudget); ok {
 			p.Spec.MaxUnavailable = new(intstr.FromInt32(0))
@@ -229,6 +231,7 @@ func TestControlPlaneBlockedDrainIsAbandonedAndUncordoned(t *testing.T) {
 // The node the engine would remove carries the only coredns replica (kube-system): it is
 // not chosen, another worker is.
 func TestControlPlaneNodeWithCriticalPodIsNotChosen(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	w := newDownWorld(t, 3, nil)
 	ctx := context.Background()
 	t1 := start.Add(2 * time.Hour)
@@ -276,6 +279,7 @@ func TestControlPlaneNodeWithCriticalPodIsNotChosen(t *testing.T) {
 // once it is back, the next tick resumes the drain and finishes the scale-down. Nothing is
 // terminated while the pods are still on the node (the Hook checks at the terminate).
 func TestControlPlaneAPIServerStoppedMidDrain(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	w := newDownWorld(t, 3, ignoreSIGTERM(3))
 	ctx := context.Background()
 	t1 := start.Add(2 * time.Hour)

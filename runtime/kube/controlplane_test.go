@@ -131,6 +131,7 @@ func drainUntilDone(t *testing.T, c *Cluster, node string, passes int) (last eng
 // eviction API: the budget holds throughout, the real scheduler puts the replacements on the
 // other workers, the node-exporter pod stays, and the node object is then deleted.
 func TestControlPlaneDrainReschedulesAndDeletesNode(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	cp, demo, c := k3sCluster(t, 6, nil)
 	c.WaitEvicted, c.Poll = 5*time.Second, 50*time.Millisecond
 	ctx := context.Background()
@@ -196,6 +197,7 @@ func TestControlPlaneDrainReschedulesAndDeletesNode(t *testing.T) {
 // A PDB with maxUnavailable 0: the apiserver refuses every eviction with 429, the drain
 // reports them Blocked and evicts nothing; uncordon gives the node back.
 func TestControlPlanePDBAtZeroRefusesEvictions(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	cp, demo, c := k3sCluster(t, 3, func(o runtime.Object) {
 		if p, ok := o.(*policyv1.PodDisruptionBudget); ok {
 			p.Spec.MaxUnavailable = new(intstr.FromInt32(0))
@@ -241,6 +243,7 @@ func TestControlPlanePDBAtZeroRefusesEvictions(t *testing.T) {
 // counts them, and Drain refuses such a node without evicting anything. A kube-system
 // Deployment with a replica on another node does not.
 func TestControlPlaneCriticalPodsForbidTheNode(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	cp, _, c := k3sCluster(t, 2, nil)
 	ctx := context.Background()
 	one := int32(1)
@@ -318,6 +321,7 @@ func equalCounts(a, b map[string]int) bool {
 // returns within its bound with the pods still counted, and a later call finds the node
 // empty.
 func TestControlPlaneDrainOfPodsIgnoringSIGTERMIsBounded(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	const grace = 6
 	cp, demo, c := k3sCluster(t, 3, func(o runtime.Object) {
 		if d, ok := o.(*appsv1.Deployment); ok {

@@ -19,6 +19,7 @@ import (
 // agrees with Free: a pod asking for exactly a node's free room is placed, one asking 1m
 // more is not. A pod held by a scheduling gate is not unschedulable.
 func TestControlPlaneResourcesListsUnschedulablePods(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	cp, demo, c := k3sCluster(t, 2, nil)
 	ctx := context.Background()
 	// 2000m per worker - 20m node-exporter: 7 demo pods of 250m each, 21 on three workers.

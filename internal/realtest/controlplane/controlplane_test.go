@@ -16,11 +16,16 @@ import (
 // for its grace period after deletion while an ordinary one goes at once.
 func TestControlPlaneRunsTheDemoApp(t *testing.T) {
 	c := Start(t)
-	c.AddNode(Master("master"))
+	nodes := []Node{Master("master")}
 	for i, n := range []string{"worker-1", "worker-2", "worker-3"} {
-		c.AddNode(Worker(n, "us-east-1a", fmt.Sprintf("i-w%d", i+1)))
+		nodes = append(nodes, Worker(n, "us-east-1a", fmt.Sprintf("i-w%d", i+1)))
 	}
+	began := time.Now()
+	c.AddNodes(nodes...)
+	t.Logf("4 nodes Ready in %v", time.Since(began).Round(time.Millisecond))
+	began = time.Now()
 	demo := c.DeployDemo(3, 4, nil)
+	t.Logf("demo app and node-exporter Ready in %v", time.Since(began).Round(time.Millisecond))
 	on := c.PodsOn("demo", demo.Selector())
 	if len(on) != 3 || on["master"] != 0 {
 		t.Errorf("demo pods per node %v, want one on each worker (topology spread) and none on the tainted master", on)
@@ -64,7 +69,8 @@ func TestControlPlaneRunsTheDemoApp(t *testing.T) {
 		t.Errorf("the pod ignoring SIGTERM went before its grace period: %v", err)
 	}
 	c.Eventually("stubborn pod gone after its grace period", 15*time.Second, gone("stubborn"))
-	if el := time.Since(deleted); el < 2500*time.Millisecond {
+	// (deletionTimestamp has a resolution of a second: the grace period ends 2-3 s on)
+	if el := time.Since(deleted); el < 2*time.Second {
 		t.Errorf("the pod ignoring SIGTERM went after %v, before its 3 s grace period", el)
 	}
 }

@@ -74,10 +74,22 @@ func or(s, def string) string {
 // controller has lifted its not-ready taint (pods can be scheduled on it).
 func (c *ControlPlane) AddNode(n Node) *corev1.Node {
 	c.t.Helper()
-	if _, err := c.Client.CoreV1().Nodes().Create(context.Background(), n.Object(), metav1.CreateOptions{}); err != nil {
-		c.t.Fatalf("creating node %s: %v", n.Name, err)
+	return c.AddNodes(n)[0]
+}
+
+// AddNodes registers the nodes at once and waits until every one is Ready and schedulable.
+func (c *ControlPlane) AddNodes(nodes ...Node) []*corev1.Node {
+	c.t.Helper()
+	for _, n := range nodes {
+		if _, err := c.Client.CoreV1().Nodes().Create(context.Background(), n.Object(), metav1.CreateOptions{}); err != nil {
+			c.t.Fatalf("creating node %s: %v", n.Name, err)
+		}
 	}
-	return c.WaitNodeReady(n.Name, time.Minute)
+	out := make([]*corev1.Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = c.WaitNodeReady(n.Name, time.Minute)
+	}
+	return out
 }
 
 // WaitNodeReady waits until the node is Ready and schedulable by condition and taints.
