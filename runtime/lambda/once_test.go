@@ -24,8 +24,9 @@ import (
 
 // `bootstrap -once` as an operator runs it, with only the environment: a real control plane
 // reached through the kubeconfig of the autoscaler's ServiceAccount (k3s/'s RBAC manifest),
-// Prometheus with a quiet half hour ending now, dynalite and the EC2 fake. -dry-run decides
-// a scale-down and changes nothing; then -once runs until the worker is drained, its
+// Prometheus with a quiet half hour ending now, dynalite and the EC2 fake. -dry-run reads
+// EC2, Prometheus and Kubernetes, decides a scale-down and writes nothing (no cordon, no EC2
+// call that changes anything, no state); then -once runs until the worker is drained, its
 // instance terminated and its node deleted (one tick, or a few when the demo app's PDB
 // refuses the second eviction of a pass).
 func TestControlPlaneOnceScalesDownAWorker(t *testing.T) {
@@ -77,8 +78,19 @@ func TestControlPlaneOnceScalesDownAWorker(t *testing.T) {
 		t.Fatalf("dry run: lock %s, decision %+v", rec.Lock, rec.Decision)
 	}
 	node, instance := rec.Decision.Node, rec.Decision.Instance
-	if n, _ := cp.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{}); n.Spec.Unschedulable || srv.Count("TerminateInstances") != 0 {
-		t.Fatalf("the dry run acted: %s unschedulable %v, %d terminations", node, n.Spec.Unschedulable, srv.Count("TerminateInstances"))
+	for _, a := range rec.Acted {
+		if a.Result != "dry_run" {
+			t.Errorf("act %+v in a dry run", a)
+		}
+	}
+	if len(rec.Acted) == 0 || len(rec.Observation.Instances) != 3 || len(rec.Observation.Nodes) != 4 || srv.Count("DescribeInstances") == 0 {
+		t.Errorf("dry run: acts %+v, %d instances, %d nodes: want the cordon it would do, read from EC2 and Kubernetes", rec.Acted, len(rec.Observation.Instances), len(rec.Observation.Nodes))
+	}
+	if n, _ := cp.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{}); n.Spec.Unschedulable || srv.Count("TerminateInstances")+srv.Count("RunInstances") != 0 {
+		t.Fatalf("the dry run acted: %s unschedulable %v, %d EC2 writes", node, n.Spec.Unschedulable, srv.Count("TerminateInstances")+srv.Count("RunInstances"))
+	}
+	if st, err := dynamo.New(ddb, "smartscale", "demo").Load(context.Background()); err != nil || st.Seq != 0 || st.Operation != nil {
+		t.Errorf("state written in a dry run: %+v %v", st, err)
 	}
 
 	var terminated bool

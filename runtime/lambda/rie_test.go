@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -225,51 +224,6 @@ func TestBootstrapThroughRIE(t *testing.T) {
 	res = invoke(`{"hello":"world"}`)
 	if msg, _ := res["errorMessage"].(string); !strings.Contains(msg, "unrecognised event") {
 		t.Errorf("unknown event answered %v", res)
-	}
-}
-
-// -once -dry-run runs a whole tick with AWS, Prometheus and Kubernetes (the control plane) reads
-// and no writes.
-func TestControlPlaneOnceDryRun(t *testing.T) {
-	l := newLive(t)
-	env := map[string]string{}
-	for _, kv := range l.env {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-		t.Setenv(k, v) // the AWS SDK reads its settings from the process environment
-	}
-	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"-once", "-dry-run"}, &out, &errb, func(k string) string { return env[k] })
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	var rec engine.Record
-	if err := json.Unmarshal(out.Bytes(), &rec); err != nil {
-		t.Fatalf("stdout is not a record: %v\n%s", err, out.String())
-	}
-	if rec.Lock != engine.LockDryRun || rec.Decision.Action != engine.ActionScaleUp || len(rec.Acted) == 0 {
-		t.Fatalf("record lock %s decision %+v acts %+v", rec.Lock, rec.Decision, rec.Acted)
-	}
-	for _, a := range rec.Acted {
-		if a.Result != "dry_run" {
-			t.Errorf("act %+v in a dry run", a)
-		}
-	}
-	if len(rec.Observation.Instances) != 2 || len(rec.Observation.Nodes) != 3 {
-		t.Errorf("dry run did not read EC2 and Kubernetes: %d instances, %d nodes", len(rec.Observation.Instances), len(rec.Observation.Nodes))
-	}
-	if n := l.ec2.Count("RunInstances") + l.ec2.Count("TerminateInstances"); n != 0 {
-		t.Errorf("%d EC2 writes", n)
-	}
-	if l.ec2.Count("DescribeInstances") == 0 {
-		t.Errorf("no EC2 read")
-	}
-	st, err := dynamo.New(l.ddb, "smartscale", "demo").Load(context.Background())
-	if err != nil || st.Seq != 0 || st.Operation != nil {
-		t.Errorf("state written in a dry run: %+v %v", st, err)
-	}
-	if len(l.fk.published) != 0 {
-		t.Errorf("notified in a dry run")
 	}
 }
 

@@ -58,6 +58,13 @@ const AnnotationIgnoresSIGTERM = "smartscale.io/test-ignores-sigterm"
 //go:embed ignores-sigterm.yaml
 var ignoresSIGTERM string
 
+// controllers are the controller-manager's controllers the tests need (the others cost CPU
+// at every start): the workload controllers, PDB status, ServiceAccounts and their tokens
+// (pods are refused without the namespace's default ServiceAccount), node lifecycle (it
+// lifts the not-ready taint admission puts on every new node), and the garbage collectors
+// that remove the pods of deleted nodes and owners.
+const controllers = "deployment,replicaset,daemonset,disruption,serviceaccount,serviceaccount-token,nodelifecycle,podgc,garbagecollector,namespace"
+
 // ControlPlane is a running control plane.
 type ControlPlane struct {
 	// Config is an admin (system:masters) client configuration over TLS; the apiserver's
@@ -126,9 +133,7 @@ func Start(t testing.TB) *ControlPlane {
 
 	c.procs["kube-controller-manager"] = realtest.Start(t, exec.Command(c.bins["kube-controller-manager"],
 		"--kubeconfig="+c.Kubeconfig, "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(realtest.FreePort(t)),
-		// nodeipam needs a cluster CIDR; node-lifecycle stays on: it lifts the not-ready
-		// taint admission puts on every new node.
-		"--controllers=*,-nodeipam", "--service-account-private-key-file="+saKey,
+		"--controllers=" + controllers, "--service-account-private-key-file="+saKey,
 		"--leader-elect=false",
 		"--node-monitor-period=1s", "--profiling=false"))
 	c.procs["kube-scheduler"] = realtest.Start(t, exec.Command(c.bins["kube-scheduler"],
