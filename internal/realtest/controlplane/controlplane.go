@@ -133,7 +133,7 @@ func Start(t testing.TB) *ControlPlane {
 
 	c.procs["kube-controller-manager"] = realtest.Start(t, exec.Command(c.bins["kube-controller-manager"],
 		"--kubeconfig="+c.Kubeconfig, "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(realtest.FreePort(t)),
-		"--controllers=" + controllers, "--service-account-private-key-file="+saKey,
+		"--controllers="+controllers, "--service-account-private-key-file="+saKey,
 		"--leader-elect=false",
 		"--node-monitor-period=1s", "--profiling=false"))
 	c.procs["kube-scheduler"] = realtest.Start(t, exec.Command(c.bins["kube-scheduler"],
