@@ -120,6 +120,9 @@ func (p *Process) Stop() {
 	})
 }
 
+// Signal sends sig to the process group (e.g. SIGSTOP and SIGCONT to freeze a server).
+func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(-p.cmd.Process.Pid, sig) }
+
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
 	select {

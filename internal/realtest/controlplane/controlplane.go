@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,6 +175,25 @@ func (c *ControlPlane) StopAPIServer() {
 	p := c.procs["kube-apiserver"]
 	p.Stop()
 	c.peaks["kube-apiserver"] = max(c.peaks["kube-apiserver"], p.PeakRSS())
+}
+
+// FreezeAPIServer stops kube-apiserver's process (SIGSTOP) until ThawAPIServer: it accepts
+// connections and answers nothing, like an apiserver too slow to answer. Cleanup thaws it.
+func (c *ControlPlane) FreezeAPIServer() {
+	c.t.Helper()
+	p := c.procs["kube-apiserver"]
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) })
+}
+
+// ThawAPIServer resumes a frozen kube-apiserver (SIGCONT).
+func (c *ControlPlane) ThawAPIServer() {
+	c.t.Helper()
+	if err := c.procs["kube-apiserver"].Signal(syscall.SIGCONT); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // Process returns one of the running processes by binary name.
