@@ -107,10 +107,17 @@ func Start(t testing.TB, cmd *exec.Cmd) *Process {
 
 // Stop ends the process group (SIGINT, SIGKILL after 5 s) and waits for it. It is safe to
 // call more than once.
-func (p *Process) Stop() {
+func (p *Process) Stop() { p.end(syscall.SIGINT) }
+
+// Kill ends the process group at once (SIGKILL) and waits for it, for throwaway servers
+// whose graceful shutdown only costs time. Safe to call more than once, and with Stop.
+func (p *Process) Kill() { p.end(syscall.SIGKILL) }
+
+func (p *Process) end(sig syscall.Signal) {
 	p.once.Do(func() {
 		p.peak = peakRSS(p.cmd.Process.Pid)
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT) // a frozen process cannot act on sig
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 		select {
 		case <-p.done:
 		case <-time.After(5 * time.Second):

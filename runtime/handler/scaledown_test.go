@@ -297,7 +297,12 @@ func TestControlPlaneAPIServerStoppedMidDrain(t *testing.T) {
 	check := w.step.Hook
 	w.step.Hook = func(point string) error {
 		if point == "drain" {
-			time.AfterFunc(500*time.Millisecond, func() { w.cp.StopAPIServer(); close(stopped) })
+			time.AfterFunc(500*time.Millisecond, func() {
+				t0 := time.Now()
+				w.cp.StopAPIServer()
+				t.Logf("apiserver stopped in %v", time.Since(t0).Round(time.Millisecond))
+				close(stopped)
+			})
 		}
 		return check(point)
 	}
@@ -327,7 +332,9 @@ func TestControlPlaneAPIServerStoppedMidDrain(t *testing.T) {
 		t.Fatal("terminated while the apiserver was down")
 	}
 
+	t0 := time.Now()
 	w.cp.StartAPIServer()
+	t.Logf("apiserver back in %v", time.Since(t0).Round(time.Millisecond))
 	if !w.cordoned(t, node) {
 		t.Errorf("%s not cordoned after the outage", node)
 	}

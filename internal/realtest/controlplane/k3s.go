@@ -34,13 +34,25 @@ type Demo struct {
 	DaemonSet  *appsv1.DaemonSet
 }
 
+// strictSpread turns the manifest's soft topology spread (ScheduleAnyway, a scoring
+// preference the scheduler may trade away) into a rule.
+func strictSpread(d *appsv1.Deployment) {
+	honor := corev1.NodeInclusionPolicyHonor
+	for i := range d.Spec.Template.Spec.TopologySpreadConstraints {
+		c := &d.Spec.Template.Spec.TopologySpreadConstraints[i]
+		c.WhenUnsatisfiable, c.NodeTaintsPolicy = corev1.DoNotSchedule, &honor
+	}
+}
+
 // Selector is the demo pods' label selector.
 func (d Demo) Selector() string { return Selector(d.Deployment) }
 
 // DeployDemo creates the demo namespace, Deployment and PodDisruptionBudget and the
 // monitoring namespace with the node-exporter DaemonSet from k3s/'s manifests, with
 // replicas demo pods and whatever edit changes on the decoded objects first, and waits until
-// every pod is Ready (on nodes nodes, counting the master) and the budget is computed.
+// every pod is Ready (on nodes nodes, counting the master) and the budget is computed. The
+// Deployment's spread over the nodes is made strict (DoNotSchedule, among the nodes whose
+// taints it tolerates), so the tests know where its pods are: as even as the room allows.
 func (c *ControlPlane) DeployDemo(replicas int32, nodes int32, edit func(runtime.Object)) Demo {
 	c.t.Helper()
 	var objs []runtime.Object
@@ -53,6 +65,7 @@ func (c *ControlPlane) DeployDemo(replicas int32, nodes int32, edit func(runtime
 		switch o := o.(type) {
 		case *appsv1.Deployment:
 			o.Spec.Replicas = &replicas
+			strictSpread(o)
 			d.Deployment = o
 		case *policyv1.PodDisruptionBudget:
 			d.PDB = o
