@@ -19,7 +19,7 @@ var Invariants = []string{
 	3:  "managed workers stay within [min, max] except while a fault makes that impossible, and return afterwards",
 	4:  "instances per operation never exceed what it asked for",
 	5:  "no scale-down on a tick whose metrics were missing, empty, NaN/Inf, stale, partial or errored",
-	6:  "at most one node drains at a time; at most one is removed per scale-down",
+	6:  "at most scale_down_max_step (brief: one) nodes drain at a time; one is removed per operation",
 	7:  "only managed workers are terminated, never the master",
 	8:  "no PodDisruptionBudget is violated; no node is terminated after a failed drain",
 	9:  "every operation ends within a bounded number of ticks; no instance stays unregistered past the timeout",
@@ -28,6 +28,7 @@ var Invariants = []string{
 	12: "notification failures never change decisions",
 	13: "running the same tick twice changes nothing the second time",
 	14: "the same seed and fault schedule give the same outputs",
+	15: "no worker stays cordoned for longer than a tick without an operation that owns it",
 }
 
 // Kinds that make holding the worker bounds impossible for a while (launches or the lock
@@ -65,12 +66,14 @@ type checker struct {
 	lowExcuse, highExcuse time.Time
 	sweepExcuse           time.Time
 	cordonedSince         time.Time
+	state                 engine.State         // the last accepted state write
+	unowned               map[string]time.Time // cordoned worker -> since when no operation owns it
 }
 
 func newChecker(h *Harness) *checker {
 	return &checker{h: h, once: map[string]bool{}, dead: map[string]time.Time{}, backoff: map[string]time.Time{},
 		asked: map[string]int{}, opTicks: map[string]int{}, drained: map[string]bool{}, aborted: map[string]bool{},
-		removed: map[string]map[string]bool{}}
+		removed: map[string]map[string]bool{}, unowned: map[string]time.Time{}}
 }
 
 func (c *checker) now() time.Time { return c.h.w.Loop.Now() }
@@ -176,8 +179,35 @@ func (c *checker) afterStep() {
 			cordoned = append(cordoned, nd.Name)
 		}
 	}
-	if len(cordoned) > 1 {
-		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once: %v", len(cordoned), cordoned)
+	if limit := max(1, p.ScaleDownMaxStep); len(cordoned) > limit {
+		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once (scale_down_max_step %d): %v", len(cordoned), limit, cordoned)
+	}
+
+	// 15: a cordoned worker belongs to an operation (it is drained, terminated or given back)
+	owned := map[string]bool{}
+	for _, op := range c.state.Open() {
+		if op.Kind == engine.OpScaleDown {
+			owned[op.Node] = true
+		}
+	}
+	for name := range c.unowned {
+		if !slices.Contains(cordoned, name) || owned[name] {
+			delete(c.unowned, name)
+		}
+	}
+	for _, name := range cordoned {
+		if owned[name] {
+			continue
+		}
+		since, ok := c.unowned[name]
+		if !ok {
+			c.unowned[name] = now
+			continue
+		}
+		if now.Sub(since) > tick+30*time.Second {
+			c.failOnce("unowned@"+name+"@"+fmt.Sprint(since.Unix()), 15, "node %s cordoned since %s and no operation owns it: drained of nothing, billed, never removed or given back",
+				name, shortDur(since.Sub(world.Epoch)))
+		}
 	}
 
 	// 9: no instance stays unregistered past the timeout
@@ -233,6 +263,7 @@ func (c *checker) onWrite(l engine.Lease, st engine.State) {
 	if hd, f, _ := c.h.w.State.Holder(); l.Fence != f || l.Holder != hd {
 		c.fail(1, "state written by %s (fence %d) while %s holds fence %d", l.Holder, l.Fence, hd, f)
 	}
+	c.state = st
 	c.backoff = map[string]time.Time{}
 	for k, v := range st.Backoff {
 		c.backoff[k] = v
@@ -351,6 +382,11 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 	if !c.engineOn() {
 		return
 	}
+	iv := Invocation{ID: inv.id, Role: inv.role, Zombie: inv.zombie, Record: rec}
+	if err != nil {
+		iv.Error = err.Error()
+	}
+	c.h.invocations = append(c.h.invocations, iv)
 	p := c.policy()
 	// 2: a lock left by a dead invocation is free within one lease plus one tick
 	if inv.role == "tick" && rec.Lock == engine.LockHeld && !c.h.anyActive(LockHeld) {
@@ -366,26 +402,28 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 	if rec.Decision.Action == engine.ActionScaleDown && (inv.promFaulted || len(rec.Observation.Invalid) > 0) {
 		c.fail(5, "scale-down of %s decided on faulty metrics (invalid: %v)", rec.Decision.Node, rec.Observation.Invalid)
 	}
-	curOp := ""
-	if rec.State.Operation != nil {
-		curOp = rec.State.Operation.ID
+	open := map[string]bool{} // operations that existed when the tick began
+	for _, op := range rec.State.Open() {
+		open[op.ID] = true
 	}
+	downChecked := false // a multi-node scale-down cordons several nodes in one tick: one scale-down
 	for _, a := range rec.Acted {
 		switch {
 		case a.Kind == "launch" && a.Result == "ok":
 			if inv.zombie {
 				continue
 			}
-			if a.Operation != curOp && rec.Decision.Action == engine.ActionScaleUp &&
+			if !open[a.Operation] && rec.Decision.Action == engine.ActionScaleUp &&
 				!slices.Contains(rec.Decision.Triggers, engine.TriggerBelowMin) &&
 				!c.lastUp.IsZero() && rec.Time.Sub(c.lastUp) < p.ScaleUpCooldown {
 				c.fail(10, "scale-up %s %s after the last one (cooldown %s)", a.Operation, rec.Time.Sub(c.lastUp), p.ScaleUpCooldown)
 			}
 			c.lastUp = later(c.lastUp, rec.Time)
-		case a.Kind == "cordon" && a.Result == "ok" && a.Operation != curOp:
+		case a.Kind == "cordon" && a.Result == "ok" && !open[a.Operation] && !downChecked:
 			if inv.zombie {
 				continue
 			}
+			downChecked = true
 			if !c.lastUp.IsZero() && rec.Time.Sub(c.lastUp) < p.ScaleUpCooldown {
 				c.fail(10, "scale-down %s started %s after a scale-up (cooldown %s)", a.Operation, rec.Time.Sub(c.lastUp), p.ScaleUpCooldown)
 			}
@@ -428,11 +466,13 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 		}
 	}
 	// 9: every operation ends within a bounded number of clean ticks
-	if clean && curOp != "" {
-		c.opTicks[curOp]++
+	if clean {
 		bound := int(math.Ceil(float64(max(p.NodeReadyTimeout, p.DrainTimeout))/float64(world.TickInterval))) + 3
-		if c.opTicks[curOp] > bound {
-			c.failOnce("op@"+curOp, 9, "operation %s still open after %d ticks (bound %d)", curOp, c.opTicks[curOp], bound)
+		for id := range open {
+			c.opTicks[id]++
+			if c.opTicks[id] > bound {
+				c.failOnce("op@"+id, 9, "operation %s still open after %d ticks (bound %d)", id, c.opTicks[id], bound)
+			}
 		}
 	}
 }

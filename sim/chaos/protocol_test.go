@@ -57,12 +57,11 @@ func (c *fakeCloud) list(ids []string) []engine.Instance {
 	return out
 }
 
+// Instances lists every instance, terminated ones too, as EC2 does for about an hour.
 func (c *fakeCloud) Instances(context.Context) ([]engine.Instance, error) {
 	var out []engine.Instance
 	for _, in := range c.insts {
-		if in.State != engine.InstanceTerminated {
-			out = append(out, *in)
-		}
+		out = append(out, *in)
 	}
 	return out, nil
 }
@@ -210,7 +209,7 @@ func (s *protoSUT) hook(point string) error {
 	case s.mode == "kill":
 		s.mode = ""
 		return errKilled
-	case s.mode == "pause" && (point == "save" || point == "launch"):
+	case s.mode == "pause": // before any side effect
 		s.mode = ""
 		c := s.paused
 		c.yield <- struct{}{}

@@ -15,6 +15,7 @@ type exporters struct {
 	store *metrics.Store
 	nodes map[*cluster.Node]*nodeRefs
 	pods  map[*cluster.Pod]*podRefs
+	rules *ruleSeries // nil unless the policy reads the rules' series (scrape_rules.go)
 }
 
 type nodeRefs struct {
@@ -114,6 +115,11 @@ func (e *exporters) scrape(c *cluster.Cluster, tMillis int64, zoneOf func(instan
 	for p := range e.pods {
 		if !live[p] {
 			delete(e.pods, p)
+		}
+	}
+	if e.rules != nil {
+		if err := e.rules.scrape(c, tMillis); err != nil {
+			return err
 		}
 	}
 	e.store.EndScrape(tMillis)
