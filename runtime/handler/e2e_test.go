@@ -21,11 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	sdkec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/smartscale/smartscale/engine"
@@ -56,21 +53,12 @@ func (c *snsCapture) Publish(_ context.Context, in *sns.PublishInput, _ ...func(
 	return &sns.PublishOutput{MessageId: aws.String("m1")}, nil
 }
 
-func k8sNode(name, providerID string, cp bool) *corev1.Node {
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}, CreationTimestamp: metav1.NewTime(start)},
-		Spec:   corev1.NodeSpec{ProviderID: providerID},
-		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
-	if cp {
-		n.Labels[kube.LabelControlPlane] = "true"
-	}
-	return n
-}
-
 type world struct {
 	h     *Handler
 	ec2   *ec2fake.Server
-	kube  kubernetes.Interface
-	cp    *controlplane.ControlPlane // nil on the fake clientset
+	cfg   config.Config
+	ports Adapters
+	cp    *controlplane.ControlPlane
 	demo  controlplane.Demo
 	store *dynamo.Store
 	sns   *snsCapture
@@ -80,12 +68,13 @@ type world struct {
 }
 
 // newWorld wires a handler to a real Prometheus (backfilled with realtest.Busy over the
-// world's nodes: CPU 20% for 30 minutes, then 78% with 2 pods pending from minute 40), dynalite, the fake EC2 and,
-// with real set, a real control plane (K3s-shaped: a master and the workers, node-exporter
-// and 2 demo pods per worker, the autoscaler's own ServiceAccount), else client-go's fake
-// clientset with the nodes alone. Workers i-w1, i-w2, ... are managed instances, registered as
+// world's nodes: CPU 20% for 30 minutes, then 78% with 2 pods pending from minute 40),
+// dynalite, the fake EC2 and a real control plane shaped like the K3s cluster: the master,
+// the workers, node-exporter and 2 demo pods per worker from k3s/'s manifests, reached with
+// the token of the autoscaler's own ServiceAccount. Workers i-w1, i-w2, ... are managed
+// instances, alternately in subnet-a (us-east-1a) and subnet-b (us-east-1b), registered as
 // worker-1, worker-2, ... The clock stands at minute 55 (busy).
-func newWorld(t *testing.T, workers int, real bool) *world {
+func newWorld(t *testing.T, workers int) *world {
 	t.Helper()
 	series := realtest.Busy(start)
 	series.Nodes = []string{"master"}
@@ -104,11 +93,8 @@ func newWorld(t *testing.T, workers int, real bool) *world {
 	w.ec2.Now = func() time.Time { return w.now }
 	w.ec2.SubnetZones = map[string]string{"subnet-a": "us-east-1a", "subnet-b": "us-east-1b"}
 	managed := []ec2fake.Tag{{Key: ec2.TagCluster, Value: "demo"}, {Key: ec2.TagManagedBy, Value: ec2.ManagedByValue}}
-	objs := []runtime.Object{k8sNode("master", "k3s://master", true)}
-	if real {
-		w.cp = controlplane.Start(t)
-		w.cp.AddNode(controlplane.Master("master"))
-	}
+	w.cp = controlplane.Start(t)
+	nodes := []controlplane.Node{controlplane.Master("master")}
 	for i := 1; i <= workers; i++ {
 		id, name := fmt.Sprintf("i-w%d", i), fmt.Sprintf("worker-%d", i)
 		subnet, zone := "subnet-a", "us-east-1a"
@@ -116,17 +102,10 @@ func newWorld(t *testing.T, workers int, real bool) *world {
 			subnet, zone = "subnet-b", "us-east-1b"
 		}
 		w.ec2.Add(ec2fake.Instance{ID: id, State: "running", Zone: zone, Subnet: subnet, LaunchTime: start.Add(-time.Hour), Tags: managed})
-		if real {
-			w.cp.AddNode(controlplane.Worker(name, zone, id))
-		}
-		objs = append(objs, k8sNode(name, "aws:///"+zone+"/"+id, false))
+		nodes = append(nodes, controlplane.Worker(name, zone, id))
 	}
-	if real {
-		w.demo = w.cp.DeployDemo(int32(2*workers), int32(workers+1), nil)
-		w.kube = autoscalerClient(t, w.cp)
-	} else {
-		w.kube = fake.NewSimpleClientset(objs...)
-	}
+	w.cp.AddNodes(nodes...)
+	w.demo = w.cp.DeployDemo(int32(2*workers), int32(workers+1), nil)
 	env := map[string]string{
 		"SMARTSCALE_HANDLES": "tick,slack", "SMARTSCALE_CLUSTER_ID": "demo", "SMARTSCALE_TABLE": "smartscale",
 		"SMARTSCALE_LAUNCH_TEMPLATE": "lt-0abc", "SMARTSCALE_SUBNETS": "subnet-a=us-east-1a,subnet-b=us-east-1b",
@@ -143,14 +122,21 @@ func newWorld(t *testing.T, workers int, real bool) *world {
 	}
 	w.store = dynamo.New(ddb, "smartscale", "demo")
 	ec2api := sdkec2.New(sdkec2.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(w.ec2.URL), Retryer: aws.NopRetryer{}})
-	cl := kube.New(w.kube)
+	cl := kube.New(autoscalerClient(t, w.cp))
 	cl.WaitEvicted, cl.Poll = 5*time.Second, 50*time.Millisecond
-	a := Adapters{Metrics: pc, Cloud: ec2.New(ec2api, "demo", cfg.LaunchTemplate, ""), Cluster: cl, Store: w.store,
+	w.cfg = cfg
+	w.ports = Adapters{Metrics: pc, Cloud: ec2.New(ec2api, "demo", cfg.LaunchTemplate, ""), Cluster: cl, Store: w.store,
 		Notifier: notify.New(w.sns, cfg.TopicARN, "demo")}
-	w.h = &Handler{Cfg: cfg, Log: slog.New(slog.NewJSONHandler(w.logs, nil)), EMF: emf.New(w.emf),
-		BuildStep: func(context.Context) (*engine.Step, error) { return NewStep(cfg, a), nil },
-		Now:       func() time.Time { return w.now }}
+	w.h = w.handler(cfg)
 	return w
+}
+
+// handler is a Handler of the configuration over the world's adapters, logging into the
+// world's buffers.
+func (w *world) handler(cfg config.Config) *Handler {
+	return &Handler{Cfg: cfg, Log: slog.New(slog.NewJSONHandler(w.logs, nil)), EMF: emf.New(w.emf),
+		BuildStep: func(context.Context) (*engine.Step, error) { return NewStep(cfg, w.ports), nil },
+		Now:       func() time.Time { return w.now }}
 }
 
 // kubeFromFile is a clientset from a kubeconfig file, as the Lambda builds it.
@@ -239,11 +225,34 @@ func findMetric(lines []map[string]any, name string) map[string]any {
 
 // One full tick over real Prometheus, dynalite and control plane and the fake EC2: CPU 78%
 // and 2 pods pending for minutes -> add 2 workers; the test registers their nodes as the K3s
-// agent would, kwok makes them Ready, and the next tick sees them join.
+// agent would, kwok makes them Ready, and the next tick sees them join. A dry run first
+// decides the same and writes nothing: no EC2 write, no notification, no state (the real
+// tick then holds fence 1).
 func TestControlPlaneTickScaleUpEndToEnd(t *testing.T) {
 	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
-	w := newWorld(t, 2, true)
-	res, err := invoke(t, w.h, scheduled, "req-1")
+	w := newWorld(t, 2)
+	dry := w.cfg
+	dry.DryRun = true
+	res, err := invoke(t, w.handler(dry), scheduled, "dry")
+	if err != nil {
+		t.Fatalf("dry run: %v\nlogs:\n%s", err, w.logs)
+	}
+	if res.Lock != engine.LockDryRun || res.Decision == nil || res.Decision.Action != engine.ActionScaleUp || res.Decision.Delta != 2 {
+		t.Fatalf("dry run result %+v (decision %+v), want the scale-up by 2 undone", res, res.Decision)
+	}
+	if n := w.ec2.Count("RunInstances") + w.ec2.Count("TerminateInstances"); n != 0 || w.ec2.Count("DescribeInstances") == 0 {
+		t.Errorf("dry run: %d EC2 writes, %d reads; want reads only", n, w.ec2.Count("DescribeInstances"))
+	}
+	if len(w.sns.ins) != 0 {
+		t.Errorf("notified in a dry run")
+	}
+	if st, err := w.store.Load(context.Background()); err != nil || st.Seq != 0 || st.Operation != nil {
+		t.Errorf("state written in a dry run: %+v %v", st, err)
+	}
+	w.logs.Reset()
+	w.emf.Reset()
+
+	res, err = invoke(t, w.h, scheduled, "req-1")
 	if err != nil {
 		t.Fatalf("tick: %v\nlogs:\n%s", err, w.logs)
 	}
@@ -339,7 +348,7 @@ func TestControlPlaneTickScaleUpEndToEnd(t *testing.T) {
 // say so.
 func TestControlPlaneTickScaleDownEndToEnd(t *testing.T) {
 	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
-	w := newWorld(t, 3, true)
+	w := newWorld(t, 3)
 	w.now = start.Add(25*time.Minute + 7*time.Second)
 	var recs []engine.Record
 	for i := 0; i < 5 && w.ec2.Count("TerminateInstances") == 0; i++ {
@@ -387,37 +396,6 @@ func TestControlPlaneTickScaleDownEndToEnd(t *testing.T) {
 	st, err := w.store.Load(ctx)
 	if err != nil || st.Operation != nil || st.Workers != 2 {
 		t.Errorf("state %+v (%v), want 2 workers and no operation", st, err)
-	}
-}
-
-func TestDryRunWritesNothing(t *testing.T) {
-	w := newWorld(t, 2, false)
-	w.h.Cfg.DryRun = true
-	inner := w.h.BuildStep
-	w.h.BuildStep = func(ctx context.Context) (*engine.Step, error) {
-		s, err := inner(ctx)
-		if s != nil {
-			s.DryRun = true
-		}
-		return s, err
-	}
-	res, err := invoke(t, w.h, scheduled, "dry")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Lock != engine.LockDryRun || res.Decision.Action != engine.ActionScaleUp {
-		t.Errorf("result %+v %+v", res, res.Decision)
-	}
-	if n := w.ec2.Count("RunInstances") + w.ec2.Count("TerminateInstances"); n != 0 {
-		t.Errorf("%d EC2 writes in a dry run", n)
-	}
-	if len(w.sns.ins) != 0 {
-		t.Errorf("notified in a dry run")
-	}
-	// No state item was written: a real acquire gets fence 1.
-	l, _, err := w.store.Acquire(context.Background(), "x", w.now, time.Minute)
-	if err != nil || l.Fence != 1 {
-		t.Errorf("after a dry run: fence %d, %v; want 1 (nothing written)", l.Fence, err)
 	}
 }
 
