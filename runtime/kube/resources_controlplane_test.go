@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 
 // The demo app scaled past what the workers hold: the real scheduler leaves the rest
 // Pending (Unschedulable) and Resources lists exactly those with their requests; the node
-// figures are the apiserver's allocatable and the requests bound there, and the scheduler
-// agrees with Free: a pod asking for exactly a node's free room is placed, one asking 1m
-// more is not. A pod held by a scheduling gate is not unschedulable.
+// figures are the apiserver's allocatable and the requests bound there, the DaemonSet part
+// apart and the pods a drain would move counted by shape; and the scheduler agrees with
+// Free: a pod asking for exactly a node's free room is placed (a shape of its own), one
+// asking 1m more is not. A pod held by a scheduling gate is not unschedulable.
 func TestControlPlaneResourcesListsUnschedulablePods(t *testing.T) {
 	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
 	cp, demo, c := k3sCluster(t, 2, nil)
@@ -60,24 +62,27 @@ func TestControlPlaneResourcesListsUnschedulablePods(t *testing.T) {
 			t.Errorf("pending %+v, want a demo pod with %+v, unschedulable since moments ago", p, demoReq)
 		}
 	}
+	// Every node as the apiserver has it: allocatable from its status, the requests of the
+	// pods bound there, node-exporter's as the DaemonSet part, and the demo pods, which a
+	// drain would move, as one shape of 7.
 	exporter := engine.Resources{MilliCPU: 20, Memory: 32 << 20, Pods: 1}
 	for _, n := range res.Nodes {
 		api, err := cp.Client.CoreV1().Nodes().Get(ctx, n.Node, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n.Allocatable != fromList(api.Status.Allocatable) || n.Allocatable != (engine.Resources{MilliCPU: 2000, Memory: 3912 << 20, Pods: 110}) {
+		if n.Allocatable != fromList(api.Status.Allocatable) {
 			t.Errorf("%s allocatable %+v, apiserver says %v", n.Node, n.Allocatable, api.Status.Allocatable)
 		}
-		want := exporter
+		want := engine.NodeResources{Node: n.Node, Allocatable: engine.Resources{MilliCPU: 2000, Memory: 3912 << 20, Pods: 110},
+			Requested: exporter, DaemonSet: exporter}
 		if n.Node != "master" {
-			want = exporter.Add(engine.Resources{MilliCPU: 7 * 250, Memory: 7 * 256 << 20, Pods: 7})
-			if n.InstanceType != "t3.medium" {
-				t.Errorf("%s instance type %q", n.Node, n.InstanceType)
-			}
+			want.InstanceType = "t3.medium"
+			want.Requested = exporter.Add(engine.Resources{MilliCPU: 7 * 250, Memory: 7 * 256 << 20, Pods: 7})
+			want.Pods = []engine.PodShape{{Requests: demoReq, Count: 7}}
 		}
-		if n.Requested != want || n.DaemonSet != exporter {
-			t.Errorf("%s requested %+v (daemonsets %+v), want %+v (%+v)", n.Node, n.Requested, n.DaemonSet, want, exporter)
+		if !reflect.DeepEqual(n, want) {
+			t.Errorf("node\n got %+v\nwant %+v", n, want)
 		}
 	}
 
@@ -112,8 +117,18 @@ func TestControlPlaneResourcesListsUnschedulablePods(t *testing.T) {
 	if p, ok := names["default/too-big"]; !ok || p.Requests.MilliCPU != free.MilliCPU+1 || len(names) != 4 {
 		t.Errorf("pending %v, want the 3 demo pods and too-big (%dm), not the gated pod", names, free.MilliCPU+1)
 	}
-	if f := res.Nodes[index(res.Nodes, "worker-1")].Free(); f.MilliCPU != 0 {
+	w1 := res.Nodes[index(res.Nodes, "worker-1")]
+	if f := w1.Free(); f.MilliCPU != 0 {
 		t.Errorf("worker-1 free %+v after a pod took exactly its free CPU, want 0m", f)
+	}
+	// The new pod is a shape of its own beside the demo pods'.
+	shapes := map[engine.Resources]int{}
+	for _, s := range w1.Pods {
+		shapes[s.Requests] += s.Count
+	}
+	fits := engine.Resources{MilliCPU: free.MilliCPU, Memory: 64 << 20, Pods: 1}
+	if len(w1.Pods) != 2 || shapes[demoReq] != 7 || shapes[fits] != 1 {
+		t.Errorf("worker-1 pod shapes %+v, want 7 x %+v and 1 x %+v", w1.Pods, demoReq, fits)
 	}
 }
 
