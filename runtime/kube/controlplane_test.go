@@ -2,11 +2,13 @@ package kube
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,15 +23,17 @@ import (
 	"github.com/smartscale/smartscale/internal/realtest/controlplane"
 )
 
-// k3sCluster is a real control plane shaped like the K3s cluster: a tainted master and three
-// t3.medium workers (kwok), node-exporter everywhere and the demo app with its PDB from
+// k3sCluster is a real control plane shaped like the K3s cluster: a tainted master (instance
+// id by label only) and three t3.medium workers (kwok), node-exporter everywhere and the demo app with its PDB from
 // k3s/'s manifests (edit adjusts them). The adapter talks to it as the autoscaler's
 // ServiceAccount of k3s/manifests/autoscaler-rbac.yaml, so every call also proves the
 // ClusterRole allows it.
 func k3sCluster(t *testing.T, replicas int32, edit func(runtime.Object)) (*controlplane.ControlPlane, controlplane.Demo, *Cluster) {
 	t.Helper()
 	cp := controlplane.Start(t)
-	cp.AddNode(controlplane.Master("master"))
+	master := controlplane.Master("master")
+	master.Labels[LabelInstanceID] = "i-m0" // as k3s/master-setup.sh labels it; its providerID is K3s' k3s://master
+	cp.AddNode(master)
 	for _, w := range []struct{ name, id string }{{"worker-1", "i-w1"}, {"worker-2", "i-w2"}, {"worker-3", "i-w3"}} {
 		cp.AddNode(controlplane.Worker(w.name, "us-east-1a", w.id))
 	}
@@ -239,12 +243,16 @@ func TestControlPlanePDBAtZeroRefusesEvictions(t *testing.T) {
 	}
 }
 
-// kube-system pods with no other replica and bare pods forbid removing their node: Nodes
-// counts them, and Drain refuses such a node without evicting anything. A kube-system
-// Deployment with a replica on another node does not.
-func TestControlPlaneCriticalPodsForbidTheNode(t *testing.T) {
+// Nodes as the engine sees them, on a cluster with every kind of pod the rules tell apart:
+// the instance id from the AWS providerID or, on the master (k3s://), from the label;
+// Ready from the kubelet (a registered node whose kubelet is not up is not Ready, and the
+// pod bound to it counts); movable pods without DaemonSet, mirror (static) and finished
+// (a completed Job's) pods; and critical pods: a kube-system Deployment's only replica and
+// a bare pod make their nodes critical, and Drain refuses such a node without evicting
+// anything; a kube-system replica with a twin on another node does not.
+func TestControlPlaneNodesCountMovableAndCriticalPods(t *testing.T) {
 	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
-	cp, _, c := k3sCluster(t, 2, nil)
+	cp, demo, c := k3sCluster(t, 2, nil)
 	ctx := context.Background()
 	one := int32(1)
 	pinned := func(ns, name, node string, replicas int32) *appsv1.Deployment {
@@ -270,24 +278,72 @@ func TestControlPlaneCriticalPodsForbidTheNode(t *testing.T) {
 	bare := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "debug"},
 		Spec:       corev1.PodSpec{NodeName: "worker-3", Containers: []corev1.Container{{Name: "sh", Image: "busybox"}}}}
-	cp.Create(pinned(metav1.NamespaceSystem, "coredns", "worker-2", one), spread, bare)
+	// A Job run to completion on worker-1 (kwok completes Job pods): its pod stays, finished.
+	job := &batchv1.Job{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "report"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			NodeSelector: map[string]string{corev1.LabelHostname: "worker-1"},
+			Containers:   []corev1.Container{{Name: "report", Image: "busybox"}}}}}}
+	// A static pod of the master, as the kubelet mirrors it into the API.
+	masterNode, err := cp.Client.CoreV1().Nodes().Get(ctx, "master", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	static := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceSystem, Name: "kube-vip-master",
+			Annotations:     map[string]string{AnnotationMirror: "3f2a"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: "master", UID: masterNode.UID}}},
+		Spec: corev1.PodSpec{NodeName: "master", Containers: []corev1.Container{{Name: "kube-vip", Image: "ghcr.io/kube-vip/kube-vip"}}}}
+	cp.Create(pinned(metav1.NamespaceSystem, "coredns", "worker-2", one), spread, bare, job, static)
+	// worker-4 is registered but its kubelet is not up: not Ready, and the pod bound to it
+	// by name stays Pending there.
+	cp.AddNode(controlplane.Node{Name: "worker-4", NoKubelet: true, ProviderID: "aws:///us-east-1b/i-w4",
+		Labels: map[string]string{LabelInstanceType: "t3.medium"}})
+	queued := pinned("default", "queued", "", 1)
+	queued.Spec.Template.Spec.NodeSelector = nil
+	queued.Spec.Template.Spec.NodeName = "worker-4"
+	cp.Create(queued)
 	cp.WaitDeploymentReady(metav1.NamespaceSystem, "coredns", time.Minute)
 	cp.WaitDeploymentReady(metav1.NamespaceSystem, "metrics-server", time.Minute)
-	cp.Eventually("the bare pod running", time.Minute, func(ctx context.Context) (bool, error) {
-		p, err := cp.Client.CoreV1().Pods("default").Get(ctx, "debug", metav1.GetOptions{})
-		return err == nil && p.Status.Phase == corev1.PodRunning, nil
+	cp.Eventually("the bare and static pods running, the Job done, the queued pod bound", time.Minute, func(ctx context.Context) (bool, error) {
+		pods := cp.Pods("", "")
+		phase := func(node, prefix string) corev1.PodPhase {
+			for _, p := range pods {
+				if p.Spec.NodeName == node && strings.HasPrefix(p.Name, prefix) {
+					return p.Status.Phase
+				}
+			}
+			return ""
+		}
+		return phase("worker-3", "debug") == corev1.PodRunning && phase("master", "kube-vip-") == corev1.PodRunning &&
+			phase("worker-1", "report-") == corev1.PodSucceeded && phase("worker-4", "queued-") == corev1.PodPending, nil
 	})
 
 	nodes, err := c.Nodes(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	critical := map[string]int{}
-	for _, n := range nodes {
-		critical[n.Name] = n.CriticalPods
+	demoOn := cp.PodsOn("demo", demo.Selector())
+	want := map[string]engine.Node{
+		"master":   {Name: "master", InstanceID: "i-m0", Ready: true, ControlPlane: true},
+		"worker-1": {Name: "worker-1", InstanceID: "i-w1", Ready: true, Pods: demoOn["worker-1"] + 1},
+		"worker-2": {Name: "worker-2", InstanceID: "i-w2", Ready: true, Pods: demoOn["worker-2"] + 1, CriticalPods: 1},
+		"worker-3": {Name: "worker-3", InstanceID: "i-w3", Ready: true, Pods: demoOn["worker-3"] + 2, CriticalPods: 1},
+		"worker-4": {Name: "worker-4", InstanceID: "i-w4", Ready: false, Pods: 1},
 	}
-	if want := map[string]int{"master": 0, "worker-1": 0, "worker-2": 1, "worker-3": 1}; !equalCounts(critical, want) {
-		t.Errorf("critical pods per node %v, want %v", critical, want)
+	if len(nodes) != len(want) {
+		t.Errorf("%d nodes listed, want %d: %+v", len(nodes), len(want), nodes)
+	}
+	for _, n := range nodes {
+		api, err := cp.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := want[n.Name]
+		w.CreatedAt = api.CreationTimestamp.UTC()
+		if n != w {
+			t.Errorf("node\n got %+v\nwant %+v (demo pods per node %v)", n, w, demoOn)
+		}
 	}
 	for _, node := range []string{"worker-2", "worker-3"} {
 		before := cp.Pods("", "")
@@ -303,18 +359,6 @@ func TestControlPlaneCriticalPodsForbidTheNode(t *testing.T) {
 	if st, err := c.Drain(ctx, "worker-1"); err != nil || st.Critical {
 		t.Errorf("Drain(worker-1) = %+v, %v; want it drained", st, err)
 	}
-}
-
-func equalCounts(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range b {
-		if a[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Pods that ignore SIGTERM stay for their grace period after the eviction: each Drain call

@@ -1,11 +1,11 @@
 // Package controlplane starts a real Kubernetes control plane for tests, without containers:
 // kube-apiserver, kube-controller-manager and kube-scheduler (built from k8s.io/kubernetes by
 // scripts/tools.sh) over kine (the apiserver's storage in SQLite), with kwok playing the
-// kubelet of every node. Admission, the eviction API with PodDisruptionBudgets, the
-// disruption, ReplicaSet, DaemonSet, service-account and node-lifecycle controllers and the
-// scheduler are Kubernetes' own; only the nodes and their containers are simulated (kwok
-// marks nodes Ready, keeps their heartbeats, and turns bound pods Running and deleted pods
-// gone).
+// kubelet of every node but those registered with Node.NoKubelet. Admission, the eviction
+// API with PodDisruptionBudgets, the disruption, ReplicaSet, DaemonSet, Job,
+// service-account and node-lifecycle controllers and the scheduler are Kubernetes' own;
+// only the nodes and their containers are simulated (kwok marks nodes Ready, keeps their
+// heartbeats, turns bound pods Running, Job pods Succeeded and deleted pods gone).
 //
 // Every process binds to 127.0.0.1 on a free port, keeps its files in the test's temp dir
 // and is stopped by t.Cleanup. A missing binary skips the test locally and fails it when CI
@@ -62,9 +62,10 @@ var ignoresSIGTERM string
 // controllers are the controller-manager's controllers the tests need (the others cost CPU
 // at every start): the workload controllers, PDB status, ServiceAccounts and their tokens
 // (pods are refused without the namespace's default ServiceAccount), node lifecycle (it
-// lifts the not-ready taint admission puts on every new node), and the garbage collectors
-// that remove the pods of deleted nodes and owners.
-const controllers = "deployment,replicaset,daemonset,disruption,serviceaccount,serviceaccount-token,nodelifecycle,podgc,garbagecollector,namespace"
+// lifts the not-ready taint admission puts on every new node), Jobs (whose pods kwok
+// completes: finished pods on a node), and the garbage collectors that remove the pods of
+// deleted nodes and owners.
+const controllers = "deployment,replicaset,daemonset,job,disruption,serviceaccount,serviceaccount-token,nodelifecycle,podgc,garbagecollector,namespace"
 
 // ControlPlane is a running control plane.
 type ControlPlane struct {
@@ -141,7 +142,7 @@ func Start(t testing.TB) *ControlPlane {
 		"--kubeconfig="+c.Kubeconfig, "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(realtest.FreePort(t)),
 		"--leader-elect=false", "--profiling=false"))
 	c.procs["kwok"] = realtest.Start(t, exec.Command(c.bins["kwok"],
-		"--kubeconfig="+c.Kubeconfig, "--manage-all-nodes=true",
+		"--kubeconfig="+c.Kubeconfig, "--manage-nodes-with-label-selector=!"+LabelNoKubelet,
 		"--server-address=127.0.0.1:"+strconv.Itoa(realtest.FreePort(t)), "--config="+stagesFile))
 
 	c.Eventually("the default ServiceAccount (the controller-manager is up)", time.Minute, func(ctx context.Context) (bool, error) {

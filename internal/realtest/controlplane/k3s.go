@@ -11,12 +11,14 @@ import (
 )
 
 // Nodes as K3s registers them in the cluster k3s/master-setup.sh and worker-userdata.sh set
-// up: the master labelled control-plane and tainted NoSchedule; workers with the AWS
-// providerID, the smartscale.io/instance-id label and the instance type.
+// up: the master labelled control-plane and tainted NoSchedule, with the providerID K3s
+// gives a node without a cloud provider; workers with the AWS providerID, the
+// smartscale.io/instance-id label and the instance type.
 
 // Master is the K3s server node.
 func Master(name string) Node {
-	return Node{Name: name, Labels: map[string]string{"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"},
+	return Node{Name: name, ProviderID: "k3s://" + name,
+		Labels: map[string]string{"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"},
 		Taints: []corev1.Taint{{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}}}
 }
 

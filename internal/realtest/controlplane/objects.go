@@ -43,7 +43,14 @@ type Node struct {
 	Labels     map[string]string
 	ProviderID string
 	Taints     []corev1.Taint
+	// NoKubelet leaves the node to no kubelet: kwok does not manage it, so it never turns
+	// Ready (a node registered while its kubelet is not up, or one that never was) and
+	// the pods bound to it stay Pending.
+	NoKubelet bool
 }
+
+// LabelNoKubelet marks the nodes kwok leaves alone (Node.NoKubelet).
+const LabelNoKubelet = "smartscale.io/test-no-kubelet"
 
 // Object returns the Node object a kubelet would register, with capacity = allocatable.
 func (n Node) Object() *corev1.Node {
@@ -55,6 +62,9 @@ func (n Node) Object() *corev1.Node {
 	lbl := map[string]string{corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux"}
 	for k, v := range n.Labels {
 		lbl[k] = v
+	}
+	if n.NoKubelet {
+		lbl[LabelNoKubelet] = "true"
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: lbl},
@@ -71,23 +81,29 @@ func or(s, def string) string {
 }
 
 // AddNode registers a node and waits until kwok has made it Ready and the node-lifecycle
-// controller has lifted its not-ready taint (pods can be scheduled on it).
+// controller has lifted its not-ready taint (pods can be scheduled on it), unless it has no
+// kubelet.
 func (c *ControlPlane) AddNode(n Node) *corev1.Node {
 	c.t.Helper()
 	return c.AddNodes(n)[0]
 }
 
-// AddNodes registers the nodes at once and waits until every one is Ready and schedulable.
+// AddNodes registers the nodes at once and waits until every one with a kubelet is Ready
+// and schedulable.
 func (c *ControlPlane) AddNodes(nodes ...Node) []*corev1.Node {
 	c.t.Helper()
-	for _, n := range nodes {
-		if _, err := c.Client.CoreV1().Nodes().Create(context.Background(), n.Object(), metav1.CreateOptions{}); err != nil {
-			c.t.Fatalf("creating node %s: %v", n.Name, err)
-		}
-	}
 	out := make([]*corev1.Node, len(nodes))
 	for i, n := range nodes {
-		out[i] = c.WaitNodeReady(n.Name, time.Minute)
+		created, err := c.Client.CoreV1().Nodes().Create(context.Background(), n.Object(), metav1.CreateOptions{})
+		if err != nil {
+			c.t.Fatalf("creating node %s: %v", n.Name, err)
+		}
+		out[i] = created
+	}
+	for i, n := range nodes {
+		if !n.NoKubelet {
+			out[i] = c.WaitNodeReady(n.Name, time.Minute)
+		}
 	}
 	return out
 }
