@@ -28,9 +28,11 @@ const (
 )
 
 // AlertRules returns the scale-up alert rules of the policy: pods unschedulable for 30 s; the
-// HPAs wanting replicas they do not have, or the app turning away more than 1% of its
-// requests (a saturated app's HPA under-asks), at once: the tick decides, the alert only asks
-// for one, and the handler runs at most one alert tick per alert_tick_min_interval; CPU over
+// HPAs wanting replicas they do not have, or replicas that do not fit (they grew in the last
+// minute and pods are unschedulable: the pods are the HPA's new ones, not a pod that waits
+// for a while for some other reason, which the 30 s rule is for), or the app turning away
+// more than 1% of its requests (a saturated app's HPA under-asks), at once: the tick decides,
+// the alert only asks for one, and the handler runs at most one alert tick per alert_tick_min_interval; CPU over
 // the scale-up threshold for a minute; and, when the policy predicts, the predicted busy
 // cores outgrowing the HPA's tolerance.
 func (p Policy) AlertRules() []AlertRule {
@@ -40,8 +42,10 @@ func (p Policy) AlertRules() []AlertRule {
 			Summary: "pods the scheduler cannot place"},
 		{Name: AlertHPAUnmet, For: 0,
 			Expr: `sum(kube_horizontalpodautoscaler_status_desired_replicas) > sum(kube_horizontalpodautoscaler_status_current_replicas)` +
+				` or (sum(kube_horizontalpodautoscaler_status_desired_replicas) > sum(kube_horizontalpodautoscaler_status_desired_replicas offset 1m)` +
+				` and on() sum(kube_pod_status_unschedulable) > 0)` +
 				` or sum(rate(http_requests_total{code=~"5.."}[1m])) > 0.01 * sum(rate(http_requests_total[1m]))`,
-			Summary: "the HPAs want replicas they do not have, or the app turns requests away"},
+			Summary: "the HPAs want replicas they do not have or that do not fit, or the app turns requests away"},
 		{Name: AlertCPUHigh, For: time.Minute,
 			Expr:    p.Expand(ReadingCPU) + " > " + strconv.FormatFloat(p.ScaleUpCPUPercent, 'f', -1, 64),
 			Summary: fmt.Sprintf("CPU above %g%%", p.ScaleUpCPUPercent)},

@@ -90,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
 	fs.StringVar(&o.chaos, "chaos", "", "inject faults and check the invariants: `KINDS` (comma-separated), \"all\", \"list\" (the catalogue), or an explicit schedule kind@start+length#param,...")
 	addReplayFlags(fs, &o.replay)
-	fs.BoolVar(&o.compare, "compare", false, "also run every baseline (static-max, static-5, ca-like, oracle, oracle-tick) on the same seed: comparison.json and a comparison report")
+	fs.BoolVar(&o.compare, "compare", false, "also run every baseline (static-max, static-5, ca-like, ca-native, oracle, oracle-tick) and the other preset (preset-responsive or preset-brief) on the same seed: comparison.json and a comparison report")
 	fs.StringVar(&o.report, "report", "", "run every built-in scenario with every baseline and write the reports and DIR/index.html into `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return o, err

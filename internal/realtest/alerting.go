@@ -1,6 +1,7 @@
 package realtest
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,16 +17,7 @@ import (
 func Alertmanager(t testing.TB, cfg string, files map[string]string, env ...string) string {
 	t.Helper()
 	am := Tool(t, "prometheus-alertmanager")
-	dir := t.TempDir()
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, path := configDir(t, "alertmanager.yml", cfg, files)
 	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 	cmd := exec.Command(am, "--config.file="+path, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
@@ -42,16 +34,7 @@ func Alertmanager(t testing.TB, cfg string, files map[string]string, env ...stri
 func PrometheusServer(t testing.TB, cfg string, files map[string]string) string {
 	t.Helper()
 	prom := Tool(t, "prometheus")
-	dir := t.TempDir()
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, path := configDir(t, "prometheus.yml", cfg, files)
 	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 	cmd := exec.Command(prom, "--config.file="+path, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+addr, "--log.level=warn")
@@ -60,4 +43,22 @@ func PrometheusServer(t testing.TB, cfg string, files map[string]string) string 
 	url := "http://" + addr
 	WaitHTTP(t, url+"/-/ready", 20*time.Second)
 	return url
+}
+
+// configDir writes the configuration text cfg as name, and the files beside it, into a new
+// temporary directory, and returns the directory and the configuration's path.
+func configDir(t testing.TB, name, cfg string, files map[string]string) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	files = maps.Clone(files)
+	if files == nil {
+		files = map[string]string{}
+	}
+	files[name] = cfg
+	for n, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, filepath.Join(dir, name)
 }

@@ -53,7 +53,7 @@ func fakeSNS(t *testing.T) (*httptest.Server, <-chan published) {
 // Alertmanager 0.25 with the shipped configuration and message template to its SNS receiver
 // (SigV4-signed Publish, here to a stand-in for SNS on loopback), and the message, in SNS's
 // Lambda event, runs an alert tick in the handler. The notification comes within the route's
-// group_wait (10 s) of the rule firing.
+// group_wait (1 s) of the rule firing.
 func TestAlertmanagerToHandlerThroughSNS(t *testing.T) {
 	root, err := realtest.RepoRoot()
 	if err != nil {
@@ -104,8 +104,10 @@ scrape_configs:
 		t.Fatal("Alertmanager published nothing within 60 s")
 	}
 	// the rule fires within a scrape and a 5 s evaluation, then the route waits group_wait
-	if took := msg.at.Sub(start); took > 25*time.Second {
-		t.Errorf("notification %v after the series appeared: want within group_wait (10 s) plus a rule evaluation", took.Round(time.Second))
+	took := msg.at.Sub(start)
+	t.Logf("notified %v after the series appeared", took.Round(100*time.Millisecond))
+	if took > 25*time.Second {
+		t.Errorf("notification %v after the series appeared: want within a scrape, a rule evaluation and group_wait (1 s)", took.Round(time.Second))
 	}
 	if msg.topic != topic || !msg.signed || !strings.Contains(msg.subject, "FIRING") {
 		t.Errorf("publish: topic %q signed %v subject %q", msg.topic, msg.signed, msg.subject)

@@ -12,11 +12,11 @@ import (
 // TestAlertTicksAgainstCANative measures issue 16's comparison: the responsive preset with
 // alert ticks against cluster-autoscaler at its native 10 s scan, on flash-sale, sustained
 // and ramp, seeds 1-5 (go test -v -run AlertTicksAgainst ./sim/baseline prints the table).
-// What it holds to is what is met today: cost within 1.05x of ca-native everywhere, and SLO
-// minutes at most one more. The issue asks for no more SLO minutes at all; ca-native reacts
-// to an unschedulable pod within 10 s where an alert waits 30 s of it plus Alertmanager's
-// group_wait, which costs a minute on the sustained load's cold start (seeds 1-3) and on one
-// flash sale (docs/algorithm.md).
+// What it holds to is what is met today: cost within 1.05x of ca-native everywhere, SLO
+// minutes at most one more, and the issue's bound (no more SLO minutes, cost within 1.05x) on
+// at least 14 of the 15 pairs. The one it misses (flash-sale seed 3, a minute more):
+// ca-native's 10 s scan of the API sees the second wave's unschedulable pods about 25 s
+// before a scrape, a rule evaluation and the alert path do (docs/algorithm.md).
 func TestAlertTicksAgainstCANative(t *testing.T) {
 	if testing.Short() {
 		t.Skip("15 scenario x seed pairs")
@@ -56,4 +56,7 @@ func TestAlertTicksAgainstCANative(t *testing.T) {
 		}
 	}
 	t.Logf("the issue's bound (SLO <= ca-native, cost <= 1.05x) holds on %d of 15", met)
+	if met < 14 {
+		t.Errorf("the issue's bound holds on %d of 15 pairs, measured on 14", met)
+	}
 }

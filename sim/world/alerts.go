@@ -19,7 +19,7 @@ import (
 // so the world does not tick for them.
 const (
 	RuleInterval   = 5 * time.Second  // the smartscale-scale-up rule group's interval (k3s/monitoring/alert-rules.yml)
-	GroupWait      = 10 * time.Second // the smartscale route of k3s/monitoring/alertmanager.yml (Alertmanager's default: 30 s)
+	GroupWait      = 1 * time.Second  // the smartscale route of k3s/monitoring/alertmanager.yml (Alertmanager's default: 30 s)
 	GroupInterval  = 30 * time.Second // the smartscale route (default 5 m)
 	RepeatInterval = time.Minute      // the smartscale route (default 4 h)
 	InvokeLatency  = 2 * time.Second  // Alertmanager -> SNS -> Lambda, invocation included
@@ -104,15 +104,12 @@ func later(a, b time.Time) time.Time {
 }
 
 // scheduleAlerts evaluates the rules every RuleInterval and runs an alert tick for each
-// notification, InvokeLatency after it.
+// notification, InvokeLatency after it. Alertmanager's timers are its own: a notification due
+// between two evaluations (group_wait is shorter than the rule interval) goes out when due,
+// with the alerts of the last evaluation.
 func (w *World) scheduleAlerts(ctx context.Context, at AlertTicker) {
 	a := newAlerting(w.Cfg.Policy)
-	w.Loop.Every(Epoch.Add(RuleInterval+time.Second), RuleInterval, func() {
-		now := w.Loop.Now()
-		names := a.due(a.evaluate(ctx, w.Metrics, now), now)
-		if len(names) == 0 {
-			return
-		}
+	notify := func(names []string) {
 		w.Loop.After(InvokeLatency, func() {
 			rec, err := at.AlertTick(ctx, w.Loop.Now(), names)
 			w.m.tick(rec, err)
@@ -123,6 +120,21 @@ func (w *World) scheduleAlerts(ctx context.Context, at AlertTicker) {
 				w.AfterTick(rec, err)
 			}
 		})
+	}
+	w.Loop.Every(Epoch.Add(RuleInterval+time.Second), RuleInterval, func() {
+		now := w.Loop.Now()
+		firing := a.evaluate(ctx, w.Metrics, now)
+		if names := a.due(firing, now); len(names) > 0 {
+			notify(names)
+			return
+		}
+		if next := a.next; !next.IsZero() && next.Before(now.Add(RuleInterval)) {
+			w.Loop.After(next.Sub(now), func() {
+				if names := a.due(firing, w.Loop.Now()); len(names) > 0 {
+					notify(names)
+				}
+			})
+		}
 	})
 }
 

@@ -20,18 +20,18 @@ func TestAlertmanagerGrouping(t *testing.T) {
 		want   []string
 	}{
 		{0, nil, nil},
-		{5, []string{"A"}, nil},                      // a new group waits group_wait (10 s)
-		{10, []string{"A"}, nil},                     //
-		{15, []string{"A"}, []string{"A"}},           // group_wait over: the first notification
-		{20, []string{"A", "B"}, nil},                // the group changed: group_interval (30 s) after the last
-		{40, []string{"A", "B"}, nil},                //
-		{45, []string{"A", "B"}, []string{"A", "B"}}, //
-		{60, []string{"A", "B"}, nil},                // unchanged: repeat_interval (1 m)
-		{105, []string{"A", "B"}, []string{"A", "B"}},
-		{110, nil, nil},           // resolved: the resolved notification is due at 135 ...
-		{135, nil, nil},           // ... and the handler does nothing with it
-		{140, []string{"A"}, nil}, // a new group again
-		{150, []string{"A"}, []string{"A"}},
+		{5, []string{"A"}, nil},                      // a new group waits group_wait (1 s) ...
+		{6, []string{"A"}, []string{"A"}},            // ... Alertmanager's timer, not an evaluation
+		{10, []string{"A", "B"}, nil},                // the group changed: group_interval (30 s) after the last
+		{35, []string{"A", "B"}, nil},                //
+		{36, []string{"A", "B"}, []string{"A", "B"}}, //
+		{40, []string{"A", "B"}, nil},                // unchanged: repeat_interval (1 m)
+		{95, []string{"A", "B"}, nil},                //
+		{96, []string{"A", "B"}, []string{"A", "B"}}, //
+		{100, nil, nil},                              // resolved: the resolved notification is due at 126 ...
+		{126, nil, nil},                              // ... and the handler does nothing with it
+		{130, []string{"A"}, nil},                    // a new group again
+		{131, []string{"A"}, []string{"A"}},
 	}
 	for _, s := range steps {
 		if got := a.due(s.firing, at(s.at)); !slices.Equal(got, s.want) {
