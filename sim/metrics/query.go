@@ -22,9 +22,11 @@ type Querier struct {
 
 var _ engine.Metrics = (*Querier)(nil)
 
-// NewQuerier returns a Querier over q with Prometheus' defaults (5 m lookback).
+// NewQuerier returns a Querier over q with Prometheus' defaults (5 m lookback). It parses
+// each distinct query once (see parseCache).
 func NewQuerier(q storage.Queryable) *Querier {
 	return &Querier{q: q, eng: promql.NewEngine(promql.EngineOpts{
+		Parser:               newParseCache(),
 		MaxSamples:           50_000_000,
 		Timeout:              time.Minute,
 		LookbackDelta:        5 * time.Minute,
