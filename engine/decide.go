@@ -2,8 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"math"
-	"slices"
 	"strings"
 	"time"
 )
@@ -31,6 +29,11 @@ const (
 	TriggerBelowMin = "below_min"
 	TriggerAboveMax = "above_max"
 	TriggerLow      = "low_utilisation"
+
+	TriggerUnschedulable = "unschedulable" // pods the scheduler could not place (pod rules)
+	TriggerDemand        = "demand"        // the app pods wanted do not fit (HPA-aware)
+	TriggerPredicted     = "predicted"     // the app pods wanted soon do not fit (predictive)
+	TriggerLowRequests   = "low_requests"  // the requests fit on fewer workers
 )
 
 // Decision is the value Decide returns. It has the same shape everywhere a decision is shown:
@@ -59,7 +62,7 @@ func (d Decision) Acts() bool { return d.Action == ActionScaleUp || d.Action == 
 //     ScaleUpSustain, memory above ScaleUpMemoryPercent): at_max when at the bound, cooldown
 //     inside ScaleUpCooldown of the last scale-up, else scale up. Only the scale-up cooldown
 //     holds a scale-up back: a scale-down cooldown never does.
-//  4. An unfinished operation: busy.
+//  4. An unfinished operation (in the slot or finishing): busy.
 //  5. Any invalid reading: no_data (missing, empty, NaN, Inf, stale or partial data never
 //     leads to a scale-down).
 //  6. Above MaxWorkers, or all scale-down conditions (CPU below ScaleDownCPUPercent for
@@ -83,6 +86,16 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 	}
 
 	triggers, why := upTriggers(p, r)
+	var pv podView
+	podNodes := 0
+	if p.SizesByPods() {
+		pv = newPodView(p, obs)
+		t, k, w := pv.upNeed(p, max(0, p.MaxWorkers-capacity))
+		triggers, why, podNodes = append(triggers, t...), append(why, w...), k
+		if !pv.ok {
+			why = append(why, "pod rules stand aside: "+pv.why)
+		}
+	}
 	if len(triggers) > 0 {
 		d.Triggers = triggers
 		reason := strings.Join(why, "; ")
@@ -95,14 +108,24 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		if sameTick(now, st.LastScaleUp) {
 			return d.with(ActionCooldown, 0, "scaled up at this very time already (duplicate invocation): "+reason)
 		}
-		step, why := upStep(p, obs, triggers)
-		if why != "" {
-			reason += "; " + why
+		var step int
+		var stepWhy string
+		if p.ScaleUpSizing == SizingPods && pv.ok {
+			step, stepWhy = podStep(p, obs, triggers, podNodes)
+			if step == 0 {
+				return d.with(ActionNone, 0, "no new node needed: "+reason)
+			}
+		} else {
+			step, stepWhy = upStep(p, obs, triggers)
+		}
+		if stepWhy != "" {
+			reason += "; " + stepWhy
 		}
 		return d.with(ActionScaleUp, min(step, p.MaxWorkers-capacity), reason)
 	}
 
-	if op := st.Operation; op != nil {
+	if ops := st.Open(); len(ops) > 0 {
+		op := ops[0]
 		return d.with(ActionBusy, 0, fmt.Sprintf("operation %s (%s) is %s", op.ID, op.Kind, op.Phase))
 	}
 
@@ -115,6 +138,7 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 	}
 
 	var reason string
+	pick := pickNode
 	if capacity > p.MaxWorkers {
 		d.Triggers = []string{TriggerAboveMax}
 		reason = fmt.Sprintf("%d workers above max %d", capacity, p.MaxWorkers)
@@ -129,12 +153,22 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		if v := r.Memory.Value; v >= p.ScaleDownMemoryPercent {
 			hold = append(hold, fmt.Sprintf("memory %.1f%% >= %g%%", v, p.ScaleDownMemoryPercent))
 		}
-		if len(hold) > 0 {
+		switch {
+		case len(hold) == 0:
+			d.Triggers = []string{TriggerLow}
+			reason = fmt.Sprintf("cpu max over %v %.1f%% < %g%%, no pods pending, memory %.1f%% < %g%%",
+				p.ScaleDownSustain, r.CPULowMax.Value, p.ScaleDownCPUPercent, r.Memory.Value, p.ScaleDownMemoryPercent)
+		case p.ScaleDownRequestedPercent > 0:
+			node, why, ok := requestsLow(p, obs, pv)
+			if !ok {
+				return d.with(ActionNone, 0, "steady: "+strings.Join(append(hold, why), "; "))
+			}
+			d.Triggers = []string{TriggerLowRequests}
+			reason = why
+			pick = func(Observation) (Node, bool) { return node, true }
+		default:
 			return d.with(ActionNone, 0, "steady: "+strings.Join(hold, "; "))
 		}
-		d.Triggers = []string{TriggerLow}
-		reason = fmt.Sprintf("cpu max over %v %.1f%% < %g%%, no pods pending, memory %.1f%% < %g%%",
-			p.ScaleDownSustain, r.CPULowMax.Value, p.ScaleDownCPUPercent, r.Memory.Value, p.ScaleDownMemoryPercent)
 		if capacity <= p.MinWorkers {
 			return d.with(ActionAtMin, 0, fmt.Sprintf("at min (%d workers): %s", p.MinWorkers, reason))
 		}
@@ -161,7 +195,7 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 			return d.with(ActionNone, 0, fmt.Sprintf("removing a node would lift memory to %.1f%% (>= %g%%): %s", mem, p.ScaleUpMemoryPercent, reason))
 		}
 	}
-	node, ok := pickNode(obs)
+	node, ok := pick(obs)
 	if !ok {
 		return d.with(ActionNone, 0, "no removable worker (ready, schedulable, managed, no critical pods): "+reason)
 	}
@@ -173,111 +207,6 @@ func (d Decision) with(a Action, delta int, reason string) Decision {
 	d.Action, d.Delta, d.Reason = a, delta, reason
 	d.Target = d.Workers + delta
 	return d
-}
-
-// upTriggers returns the scale-up rules that fire on usable readings, with their reasons.
-func upTriggers(p Policy, r Readings) (triggers, why []string) {
-	if r.CPUHighMin.OK() && r.CPUHighMin.Value > p.ScaleUpCPUPercent {
-		triggers = append(triggers, TriggerCPUHigh)
-		why = append(why, fmt.Sprintf("cpu %.1f%% > %g%% for %v", r.CPUHighMin.Value, p.ScaleUpCPUPercent, p.ScaleUpSustain))
-	}
-	if r.PendingMin.OK() && r.PendingMin.Value >= 1 {
-		triggers = append(triggers, TriggerPending)
-		why = append(why, fmt.Sprintf("%.0f+ pods pending for %v", r.PendingMin.Value, p.ScaleUpSustain))
-	}
-	if r.Memory.OK() && r.Memory.Value > p.ScaleUpMemoryPercent {
-		triggers = append(triggers, TriggerMemHigh)
-		why = append(why, fmt.Sprintf("memory %.1f%% > %g%%", r.Memory.Value, p.ScaleUpMemoryPercent))
-	}
-	return triggers, why
-}
-
-// upStep is ScaleUpStep, raised up to ScaleUpMaxStep when one node clearly is not enough:
-//   - the nodes needed to bring CPU (or memory) back under its scale-up threshold, at the
-//     current load, exceed the current nodes by at least ScaleUpMaxStep: ceil(n*u/t) - n;
-//   - or CPU is high and pods are pending at the same time (the nodes are busy and work is
-//     queued besides);
-//   - or the pods pending throughout the window would fill more than one node, at the
-//     average pods per ready worker: ceil(pending / pods-per-worker).
-func upStep(p Policy, obs Observation, triggers []string) (int, string) {
-	n := float64(obs.Capacity() + p.ControlPlaneNodes)
-	need, why := 0, ""
-	raise := func(k int, because string) {
-		if k > need {
-			need, why = k, because
-		}
-	}
-	extra := func(util, threshold float64) int {
-		return int(math.Ceil(n*util/threshold-1e-9) - n)
-	}
-	if r := obs.Readings.CPU; r.OK() {
-		k := extra(r.Value, p.ScaleUpCPUPercent)
-		raise(k, fmt.Sprintf("cpu %.1f%% on %.0f nodes needs %d more to get under %g%%", r.Value, n, k, p.ScaleUpCPUPercent))
-	}
-	if r := obs.Readings.Memory; r.OK() {
-		k := extra(r.Value, p.ScaleUpMemoryPercent)
-		raise(k, fmt.Sprintf("memory %.1f%% on %.0f nodes needs %d more to get under %g%%", r.Value, n, k, p.ScaleUpMemoryPercent))
-	}
-	if slices.Contains(triggers, TriggerCPUHigh) && slices.Contains(triggers, TriggerPending) {
-		raise(p.ScaleUpMaxStep, "cpu high and pods pending at once")
-	}
-	if r := obs.Readings.PendingMin; r.OK() && r.Value >= 1 {
-		if per := podsPerWorker(obs); per > 0 {
-			k := int(math.Ceil(r.Value/per - 1e-9))
-			raise(k, fmt.Sprintf("%.0f pending pods fill %d nodes at %.1f pods per worker", r.Value, k, per))
-		}
-	}
-	step := min(max(need, p.ScaleUpStep), p.ScaleUpMaxStep)
-	if step <= p.ScaleUpStep {
-		return step, ""
-	}
-	return step, fmt.Sprintf("adding %d: %s", step, why)
-}
-
-// podsPerWorker is the average number of pods on a ready, schedulable worker (0 without a
-// node list): when pods are pending, the workers are full, so it is what a new one holds.
-func podsPerWorker(obs Observation) float64 {
-	pods, workers := 0, 0
-	for _, n := range obs.Nodes {
-		if !n.ControlPlane && n.Ready && !n.Unschedulable {
-			pods += n.Pods
-			workers++
-		}
-	}
-	if workers == 0 {
-		return 0
-	}
-	return float64(pods) / float64(workers)
-}
-
-// pickNode chooses the worker to remove: ready, schedulable, managed (its instance is in the
-// cloud's list), no critical pods; fewest pods first, then the youngest, then by name.
-func pickNode(obs Observation) (Node, bool) {
-	managed := map[string]bool{}
-	for _, in := range obs.Instances {
-		if in.State == InstanceRunning {
-			managed[in.ID] = true
-		}
-	}
-	var cands []Node
-	for _, n := range obs.Nodes {
-		if !n.ControlPlane && n.Ready && !n.Unschedulable && n.CriticalPods == 0 && managed[n.InstanceID] {
-			cands = append(cands, n)
-		}
-	}
-	if len(cands) == 0 {
-		return Node{}, false
-	}
-	slices.SortFunc(cands, func(a, b Node) int {
-		if a.Pods != b.Pods {
-			return a.Pods - b.Pods
-		}
-		if !a.CreatedAt.Equal(b.CreatedAt) {
-			return b.CreatedAt.Compare(a.CreatedAt)
-		}
-		return cmpString(a.Name, b.Name)
-	})
-	return cands[0], true
 }
 
 // sameTick reports whether a scale action was already taken at now (or, with a clock

@@ -73,6 +73,14 @@ type Readings struct {
 	PendingMin Reading `json:"pending_min"`
 	Nodes      Reading `json:"nodes"`
 	MetricAge  Reading `json:"metric_age"`
+
+	// The rules' readings: zero (and left out of the JSON) when the policy does not ask them.
+	HPADesired           Reading `json:"hpa_desired,omitzero"`
+	RequestRate          Reading `json:"request_rate,omitzero"`
+	ServedRate           Reading `json:"served_rate,omitzero"`
+	RequestRatePredicted Reading `json:"request_rate_predicted,omitzero"`
+	RequestedCPUMax      Reading `json:"requested_cpu_max,omitzero"`
+	RequestedMemoryMax   Reading `json:"requested_memory_max,omitzero"`
 }
 
 func (r *Readings) field(name string) *Reading {
@@ -93,6 +101,18 @@ func (r *Readings) field(name string) *Reading {
 		return &r.Nodes
 	case ReadingMetricAge:
 		return &r.MetricAge
+	case ReadingHPADesired:
+		return &r.HPADesired
+	case ReadingRequestRate:
+		return &r.RequestRate
+	case ReadingServedRate:
+		return &r.ServedRate
+	case ReadingRequestRatePredicted:
+		return &r.RequestRatePredicted
+	case ReadingRequestedCPUMax:
+		return &r.RequestedCPUMax
+	case ReadingRequestedMemoryMax:
+		return &r.RequestedMemoryMax
 	}
 	return nil
 }
@@ -105,10 +125,13 @@ func (r Readings) Get(name string) Reading {
 	return Reading{Problem: ProblemMissing}
 }
 
-// Invalid lists the names of readings without a usable value, in query order.
-func (r Readings) Invalid() []string {
+// Invalid lists the names of the brief's readings without a usable value, in query order.
+func (r Readings) Invalid() []string { return r.InvalidOf(QueryNames()) }
+
+// InvalidOf lists the names among names whose readings have no usable value.
+func (r Readings) InvalidOf(names []string) []string {
 	var out []string
-	for _, n := range QueryNames() {
+	for _, n := range names {
 		if !r.Get(n).OK() {
 			out = append(out, n)
 		}
@@ -131,6 +154,13 @@ type Observation struct {
 	// Nodes and Instances come from the cluster and cloud ports (empty in explain mode).
 	Nodes     []Node     `json:"nodes,omitempty"`
 	Instances []Instance `json:"instances,omitempty"`
+	// Resources is the cluster's resource picture (Cluster.Resources), asked only by a
+	// policy that sizes by pods; ResourcesError says why it is missing when it was asked.
+	Resources      *ClusterResources `json:"resources,omitempty"`
+	ResourcesError string            `json:"resources_error,omitempty"`
+	// NextOffering is where a scale-up would launch (the first offering not backing off):
+	// pod sizing packs onto its instance type. Set by the Step only for such a policy.
+	NextOffering Offering `json:"next_offering,omitzero"`
 }
 
 // Capacity is the worker count the bounds and cooldowns apply to: registered workers plus
@@ -141,12 +171,13 @@ func (o Observation) Capacity() int { return o.RegisteredWorkers + o.Launching }
 // It never fails: problems become readings with a Problem.
 func Query(ctx context.Context, m Metrics, p Policy, now time.Time) Readings {
 	var rs Readings
-	for _, name := range QueryNames() {
+	names := p.ReadingNames()
+	for _, name := range names {
 		*rs.field(name) = queryOne(ctx, m, p, name, now)
 	}
 	if age := rs.MetricAge; age.OK() && age.Value > p.MaxMetricAge.Seconds() {
 		detail := fmt.Sprintf("newest node-exporter sample is %.0fs old (max %v)", age.Value, p.MaxMetricAge)
-		for _, name := range QueryNames() {
+		for _, name := range names {
 			if f := rs.field(name); f.OK() && name != ReadingNodes {
 				f.Problem, f.Detail = ProblemStale, detail
 			}
@@ -178,7 +209,7 @@ func queryOne(ctx context.Context, m Metrics, p Policy, name string, now time.Ti
 // cluster or cloud port are returned: without them the worker count is unknown.
 func Observe(ctx context.Context, p Policy, m Metrics, cloud Cloud, cluster Cluster, now time.Time) (Observation, error) {
 	obs := Observation{Time: now.UTC(), Readings: Query(ctx, m, p, now)}
-	obs.Invalid = obs.Readings.Invalid()
+	obs.Invalid = obs.Readings.InvalidOf(p.ReadingNames())
 	if cluster != nil {
 		nodes, err := cluster.Nodes(ctx)
 		if err != nil {
@@ -186,6 +217,15 @@ func Observe(ctx context.Context, p Policy, m Metrics, cloud Cloud, cluster Clus
 		}
 		slices.SortFunc(nodes, func(a, b Node) int { return cmpString(a.Name, b.Name) })
 		obs.Nodes = nodes
+		if p.SizesByPods() {
+			// without it the pod rules stand aside for this tick (a reading of its own)
+			if res, err := cluster.Resources(ctx); err != nil {
+				obs.ResourcesError = err.Error()
+			} else {
+				res.sort()
+				obs.Resources = &res
+			}
+		}
 	}
 	if cloud != nil {
 		insts, err := cloud.Instances(ctx)

@@ -37,11 +37,17 @@ type Policy struct {
 	DrainTimeout     time.Duration // a drain not finished after this is abandoned (uncordon)
 
 	Queries Queries
+
+	// Preset names the preset the policy starts from ("brief", the default, or "responsive").
+	Preset string
+	// Rules are the rules beyond the brief's, all off in the brief preset (rules.go).
+	Rules
 }
 
-// DefaultPolicy returns the product brief's policy.
+// DefaultPolicy returns the product brief's policy: the brief preset.
 func DefaultPolicy() Policy {
 	return Policy{
+		Preset:                 PresetBrief,
 		MinWorkers:             2,
 		MaxWorkers:             10,
 		ControlPlaneNodes:      1,
@@ -59,6 +65,7 @@ func DefaultPolicy() Policy {
 		NodeReadyTimeout:       10 * time.Minute,
 		DrainTimeout:           5 * time.Minute,
 		Queries:                DefaultQueries(),
+		Rules:                  briefRules(),
 	}
 }
 
@@ -111,15 +118,17 @@ func (p Policy) Validate() error {
 	dur("max_metric_age", p.MaxMetricAge, 15*time.Second)
 	dur("node_ready_timeout", p.NodeReadyTimeout, time.Minute)
 	dur("drain_timeout", p.DrainTimeout, 30*time.Second)
-	if err := p.Queries.validate(); err != nil {
+	if err := p.Queries.validate(p.ReadingNames()); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, p.Rules.validate(p)...)
 	return errors.Join(errs...)
 }
 
 // policyFile is the JSON form of a policy: snake_case keys, durations as Go duration
 // strings ("5m", "90s"). Absent keys keep the base policy's value.
 type policyFile struct {
+	Preset                 *string         `json:"preset,omitempty"`
 	MinWorkers             *int            `json:"min_workers"`
 	MaxWorkers             *int            `json:"max_workers"`
 	ControlPlaneNodes      *int            `json:"control_plane_nodes"`
@@ -137,10 +146,12 @@ type policyFile struct {
 	NodeReadyTimeout       *string         `json:"node_ready_timeout"`
 	DrainTimeout           *string         `json:"drain_timeout"`
 	Queries                *map[string]any `json:"queries"`
+	rulesFile
 }
 
-// ParsePolicy reads JSON overrides on top of base. Unknown keys, wrong types and bad
-// durations are errors naming the key; the result is validated.
+// ParsePolicy reads JSON overrides on top of base. A "preset" key starts from that preset
+// instead of base. Unknown keys, wrong types, bad durations and unknown presets are errors
+// naming the key; the result is validated.
 func ParsePolicy(r io.Reader, base Policy) (Policy, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -153,6 +164,13 @@ func ParsePolicy(r io.Reader, base Policy) (Policy, error) {
 		return base, fmt.Errorf("policy: %w", jsonError(data, err))
 	}
 	p := base
+	if f.Preset != nil {
+		pp, err := PresetPolicy(*f.Preset)
+		if err != nil {
+			return base, fmt.Errorf("policy: preset: %w", err)
+		}
+		p = pp
+	}
 	var errs []error
 	setInt := func(dst *int, v *int) {
 		if v != nil {
@@ -203,6 +221,7 @@ func ParsePolicy(r io.Reader, base Policy) (Policy, error) {
 			}
 		}
 	}
+	errs = append(errs, f.rulesFile.apply(&p.Rules)...)
 	if err := errors.Join(errs...); err != nil {
 		return base, fmt.Errorf("policy: %w", err)
 	}
@@ -212,14 +231,24 @@ func ParsePolicy(r io.Reader, base Policy) (Policy, error) {
 	return p, nil
 }
 
-// MarshalJSON writes the policy in the same form ParsePolicy reads.
+// MarshalJSON writes the policy in the same form ParsePolicy reads: every brief key, the
+// preset when it is not the brief, and the rules' keys (and queries) that are on.
 func (p Policy) MarshalJSON() ([]byte, error) {
 	s := func(d time.Duration) *string { v := d.String(); return &v }
 	q := map[string]any{}
-	for _, n := range QueryNames() {
+	for _, n := range p.ReadingNames() {
 		q[n] = p.Queries.Get(n)
 	}
+	var preset *string
+	base := briefRules()
+	if p.Preset != "" && p.Preset != PresetBrief {
+		preset = &p.Preset
+		if pp, err := PresetPolicy(p.Preset); err == nil {
+			base = pp.Rules
+		}
+	}
 	return json.Marshal(policyFile{
+		Preset: preset, rulesFile: p.Rules.file(base),
 		MinWorkers: &p.MinWorkers, MaxWorkers: &p.MaxWorkers, ControlPlaneNodes: &p.ControlPlaneNodes,
 		ScaleUpCPUPercent: &p.ScaleUpCPUPercent, ScaleUpSustain: s(p.ScaleUpSustain),
 		ScaleUpMemoryPercent: &p.ScaleUpMemoryPercent, ScaleDownCPUPercent: &p.ScaleDownCPUPercent,

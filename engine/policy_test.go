@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -69,19 +70,80 @@ func TestParsePolicy(t *testing.T) {
 }
 
 func TestPolicyJSONRoundTrip(t *testing.T) {
-	p := DefaultPolicy()
-	p.MaxWorkers, p.DrainTimeout = 7, 90*time.Second
-	b, err := json.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
+	brief := DefaultPolicy()
+	brief.MaxWorkers, brief.DrainTimeout = 7, 90*time.Second
+	resp := ResponsivePolicy()
+	resp.ScaleUpOnDemand, resp.HeadroomPods = false, 3 // keys that differ from the preset's
+	resp.Queries.RequestRate = `sum(rate(http_requests_total{job="shop"}[1m]))`
+	for name, c := range map[string]struct {
+		p    Policy
+		base Policy
+	}{
+		"brief on the defaults": {brief, DefaultPolicy()},
+		"responsive on nothing": {resp, Policy{}}, // the preset key brings the rest
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := json.Marshal(c.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := ParsePolicy(bytes.NewReader(b), c.base)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, b)
+			}
+			b2, _ := json.Marshal(q)
+			if !bytes.Equal(b, b2) {
+				t.Fatalf("round trip differs:\n%s\n%s", b, b2)
+			}
+			if !reflect.DeepEqual(q, c.p) {
+				t.Errorf("parsed policy differs:\n%+v\n%+v", q, c.p)
+			}
+		})
 	}
-	q, err := ParsePolicy(bytes.NewReader(b), Policy{})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, b)
+}
+
+func TestBriefPolicyFileHasNoRuleKeys(t *testing.T) {
+	b, _ := json.Marshal(DefaultPolicy())
+	for _, k := range []string{"preset", "scale_up_sizing", "predict", "headroom", "requested", "hpa_desired", "request_rate"} {
+		if bytes.Contains(b, []byte(k)) {
+			t.Errorf("the brief's policy file mentions %q: its outputs would change\n%s", k, b)
+		}
 	}
-	b2, _ := json.Marshal(q)
-	if !bytes.Equal(b, b2) {
-		t.Fatalf("round trip differs:\n%s\n%s", b, b2)
+}
+
+func TestPresets(t *testing.T) {
+	for _, name := range PresetNames() {
+		p, err := PresetPolicy(name)
+		if err != nil || p.Preset != name {
+			t.Fatalf("%s: %v %q", name, err, p.Preset)
+		}
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := PresetPolicy("fast"); err == nil || !strings.Contains(err.Error(), `unknown preset "fast" (known: brief, responsive)`) {
+		t.Errorf("unknown preset: %v", err)
+	}
+	p, err := ParsePolicy(strings.NewReader(`{"preset": "responsive", "max_workers": 6}`), DefaultPolicy())
+	if err != nil || p.Preset != PresetResponsive || p.MaxWorkers != 6 || p.ScaleUpSizing != SizingPods {
+		t.Fatalf("preset with overrides: %v %+v", err, p)
+	}
+	bad := []struct{ in, want string }{
+		{`{"preset": "fast"}`, `unknown preset "fast"`},
+		{`{"preset": 3}`, "preset"},
+		{`{"scale_up_sizing": "nodes"}`, `scale_up_sizing must be "metrics" or "pods", got "nodes"`},
+		{`{"scale_up_on_demand": true}`, `set scale_up_sizing to "pods"`},
+		{`{"preset": "responsive", "predict_window": "20s"}`, "predict_window must be >= 1m"},
+		{`{"preset": "responsive", "predict_horizon": "soon"}`, `predict_horizon: "soon" is not a duration`},
+		{`{"preset": "responsive", "scale_down_requested_percent": 120}`, "scale_down_requested_percent must be 0 (off) or in (0, 100)"},
+		{`{"preset": "responsive", "headroom_pods": -1}`, "headroom_pods must be >= 0"},
+		{`{"preset": "responsive", "queries": {"served_rate": " "}}`, "empty query"},
+		{`{"preset": "responsive", "scale_up_turbo": true}`, `unknown key "scale_up_turbo"`},
+	}
+	for _, b := range bad {
+		if _, err := ParsePolicy(strings.NewReader(b.in), DefaultPolicy()); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%s: error %v, want it to mention %q", b.in, err, b.want)
+		}
 	}
 }
 

@@ -66,6 +66,12 @@ type StateStore interface {
 	Save(ctx context.Context, lease Lease, st State) error
 	// Release gives the lease up if lease is still the holder's: else ErrFenced.
 	Release(ctx context.Context, lease Lease) error
+	// Renew asserts that lease is still the newest (same holder and fence) and extends it
+	// to until, in one conditional write: else ErrFenced. The Step calls it right before
+	// every side effect outside the store (launch, cordon, drain, uncordon, terminate,
+	// node deletion), so an invocation that lost its lease while paused cannot act when it
+	// resumes.
+	Renew(ctx context.Context, lease Lease, until time.Time) (Lease, error)
 }
 
 // Notifier sends scaling events (SNS -> Slack in production). Its failures never change a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,6 +23,14 @@ type Queries struct {
 	PendingMin string // minimum pending pods over $up_window: >= 1 means "pending throughout"
 	Nodes      string // registered nodes, control plane included
 	MetricAge  string // seconds since the newest node-exporter sample
+
+	// Readings of the rules beyond the brief, asked only by a policy that uses them.
+	HPADesired           string // replicas the HPAs want now
+	RequestRate          string // requests/s offered to the app, every answer code
+	ServedRate           string // requests/s the app answered without a 5xx
+	RequestRatePredicted string // RequestRate predicted $predict_horizon ahead over $predict_window
+	RequestedCPUMax      string // max over $down_window of the schedulable workers' requested CPU %
+	RequestedMemoryMax   string // the same for memory
 }
 
 // BriefCPUQuery is the product brief's CPU query. It averages every non-idle mode series
@@ -31,6 +40,24 @@ const BriefCPUQuery = `avg(rate(node_cpu_seconds_total{mode!="idle"}[5m])) * 100
 
 // cpuBusy is the busy share of all CPUs: one minus the idle share, averaged over every CPU.
 const cpuBusy = `100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle"}[1m])))`
+
+// schedulableWorkers keeps a node-labelled kube-state-metrics vector to the workers that
+// take pods: not cordoned, not the control plane.
+const schedulableWorkers = ` and on(node) (kube_node_spec_unschedulable == 0) unless on(node) kube_node_role{role=~"control-plane|master"}`
+
+// requestedShare is the schedulable workers' requested share of a resource, in %: the
+// requests of the pods bound to them (DaemonSet pods included) over their allocatable.
+func requestedShare(resource string) string {
+	return `100 * sum(kube_pod_container_resource_requests{resource="` + resource + `"}` + schedulableWorkers +
+		`) / sum(kube_node_status_allocatable{resource="` + resource + `"}` + schedulableWorkers + `)`
+}
+
+// requestRate is the app's request rate from its http_requests_total counter (the demo app's
+// and most HTTP libraries' name); served excludes 5xx answers (what a saturated app sheds).
+const (
+	requestRate = `sum(rate(http_requests_total[1m]))`
+	servedRate  = `sum(rate(http_requests_total{code!~"5.."}[1m]))`
+)
 
 // DefaultQueries returns the queries of the default policy.
 func DefaultQueries() Queries {
@@ -43,6 +70,13 @@ func DefaultQueries() Queries {
 		PendingMin: `min_over_time(sum(kube_pod_status_phase{phase="Pending"})[$up_window:15s])`,
 		Nodes:      `count(kube_node_info)`,
 		MetricAge:  `time() - max(timestamp(node_memory_MemAvailable_bytes))`,
+
+		HPADesired:           `sum(kube_horizontalpodautoscaler_status_desired_replicas)`,
+		RequestRate:          requestRate,
+		ServedRate:           servedRate,
+		RequestRatePredicted: `predict_linear((` + requestRate + `)[$predict_window:15s], $predict_horizon_seconds)`,
+		RequestedCPUMax:      `max_over_time((` + requestedShare("cpu") + `)[$down_window:15s])`,
+		RequestedMemoryMax:   `max_over_time((` + requestedShare("memory") + `)[$down_window:15s])`,
 	}
 }
 
@@ -56,12 +90,45 @@ const (
 	ReadingPendingMin = "pending_min"
 	ReadingNodes      = "nodes"
 	ReadingMetricAge  = "metric_age"
+
+	ReadingHPADesired           = "hpa_desired"
+	ReadingRequestRate          = "request_rate"
+	ReadingServedRate           = "served_rate"
+	ReadingRequestRatePredicted = "request_rate_predicted"
+	ReadingRequestedCPUMax      = "requested_cpu_max"
+	ReadingRequestedMemoryMax   = "requested_memory_max"
 )
 
-// QueryNames lists the reading names in query order.
+// QueryNames lists the brief's reading names in query order: every policy asks them.
 func QueryNames() []string {
 	return []string{ReadingCPU, ReadingCPUHighMin, ReadingCPULowMax, ReadingMemory,
 		ReadingPending, ReadingPendingMin, ReadingNodes, ReadingMetricAge}
+}
+
+// RuleQueryNames lists the readings of the rules beyond the brief, in query order; a policy
+// asks only those its rules use (Policy.ReadingNames).
+func RuleQueryNames() []string {
+	return []string{ReadingHPADesired, ReadingRequestRate, ReadingServedRate, ReadingRequestRatePredicted,
+		ReadingRequestedCPUMax, ReadingRequestedMemoryMax}
+}
+
+// AllQueryNames lists every reading name: the brief's, then the rules'.
+func AllQueryNames() []string { return append(QueryNames(), RuleQueryNames()...) }
+
+// ReadingNames lists the readings the policy asks, in query order: the brief's and those of
+// its enabled rules.
+func (p Policy) ReadingNames() []string {
+	names := QueryNames()
+	if p.ScaleUpOnDemand || p.PredictHorizon > 0 {
+		names = append(names, ReadingHPADesired, ReadingRequestRate, ReadingServedRate)
+	}
+	if p.PredictHorizon > 0 {
+		names = append(names, ReadingRequestRatePredicted)
+	}
+	if p.ScaleDownRequestedPercent > 0 {
+		names = append(names, ReadingRequestedCPUMax, ReadingRequestedMemoryMax)
+	}
+	return names
 }
 
 func (q *Queries) field(name string) *string {
@@ -82,6 +149,18 @@ func (q *Queries) field(name string) *string {
 		return &q.Nodes
 	case ReadingMetricAge:
 		return &q.MetricAge
+	case ReadingHPADesired:
+		return &q.HPADesired
+	case ReadingRequestRate:
+		return &q.RequestRate
+	case ReadingServedRate:
+		return &q.ServedRate
+	case ReadingRequestRatePredicted:
+		return &q.RequestRatePredicted
+	case ReadingRequestedCPUMax:
+		return &q.RequestedCPUMax
+	case ReadingRequestedMemoryMax:
+		return &q.RequestedMemoryMax
 	}
 	return nil
 }
@@ -98,7 +177,7 @@ func (q Queries) Get(name string) string {
 func (q *Queries) Set(name, expr string) error {
 	f := q.field(name)
 	if f == nil {
-		return fmt.Errorf("unknown query %q (known: %s)", name, strings.Join(QueryNames(), ", "))
+		return fmt.Errorf("unknown query %q (known: %s)", name, strings.Join(AllQueryNames(), ", "))
 	}
 	if strings.TrimSpace(expr) == "" {
 		return errors.New("empty query")
@@ -107,9 +186,9 @@ func (q *Queries) Set(name, expr string) error {
 	return nil
 }
 
-func (q Queries) validate() error {
+func (q Queries) validate(names []string) error {
 	var errs []error
-	for _, n := range QueryNames() {
+	for _, n := range names {
 		if strings.TrimSpace(q.Get(n)) == "" {
 			errs = append(errs, fmt.Errorf("queries.%s is empty", n))
 		}
@@ -117,11 +196,14 @@ func (q Queries) validate() error {
 	return errors.Join(errs...)
 }
 
-// Expand returns the query of a reading with $up_window and $down_window replaced.
+// Expand returns the query of a reading with its variables replaced: $up_window and
+// $down_window (the sustain windows), $predict_window and $predict_horizon_seconds.
 func (p Policy) Expand(name string) string {
 	return strings.NewReplacer(
 		"$up_window", promDuration(p.ScaleUpSustain),
 		"$down_window", promDuration(p.ScaleDownSustain),
+		"$predict_window", promDuration(p.PredictWindow),
+		"$predict_horizon_seconds", strconv.FormatFloat(p.PredictHorizon.Seconds(), 'f', -1, 64),
 	).Replace(p.Queries.Get(name))
 }
 
@@ -145,4 +227,4 @@ func promDuration(d time.Duration) string {
 }
 
 // knownReading reports whether name is a reading name.
-func knownReading(name string) bool { return slices.Contains(QueryNames(), name) }
+func knownReading(name string) bool { return slices.Contains(AllQueryNames(), name) }

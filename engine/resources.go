@@ -1,6 +1,10 @@
 package engine
 
-import "time"
+import (
+	"cmp"
+	"slices"
+	"time"
+)
 
 // Resources is an amount of the resources the Kubernetes scheduler places pods by: CPU in
 // millicores, memory in bytes, and a pod count (a node's allocatable "pods").
@@ -49,6 +53,26 @@ type NodeResources struct {
 	// workload: DaemonSet and mirror (static) pods. A new node has Allocatable - DaemonSet
 	// free for the workload.
 	DaemonSet Resources `json:"daemonset"`
+	// Pods are the pods a drain would move (neither DaemonSet nor mirror pods), counted by
+	// their requests: what must fit elsewhere before the node can go.
+	Pods []PodShape `json:"pods,omitempty"`
+}
+
+// PodShape is a number of pods with the same requests.
+type PodShape struct {
+	Requests Resources `json:"requests"`
+	Count    int       `json:"count"`
+}
+
+// AddPod counts one more movable pod of requests r.
+func (n *NodeResources) AddPod(r Resources) {
+	for i := range n.Pods {
+		if n.Pods[i].Requests == r {
+			n.Pods[i].Count++
+			return
+		}
+	}
+	n.Pods = append(n.Pods, PodShape{Requests: r, Count: 1})
 }
 
 // Free is the room left on the node.
@@ -58,4 +82,30 @@ func (n NodeResources) Free() Resources { return n.Allocatable.Sub(n.Requested) 
 type ClusterResources struct {
 	Pending []PendingPod    `json:"pending"`
 	Nodes   []NodeResources `json:"nodes"`
+}
+
+// Node returns the resources of the named node.
+func (c *ClusterResources) Node(name string) (NodeResources, bool) {
+	for _, n := range c.Nodes {
+		if n.Node == name {
+			return n, true
+		}
+	}
+	return NodeResources{}, false
+}
+
+// sort orders every list so the same cluster gives the same record.
+func (c *ClusterResources) sort() {
+	slices.SortFunc(c.Pending, func(a, b PendingPod) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	slices.SortFunc(c.Nodes, func(a, b NodeResources) int { return cmp.Compare(a.Node, b.Node) })
+	for i := range c.Nodes {
+		slices.SortFunc(c.Nodes[i].Pods, func(a, b PodShape) int { return a.Requests.compare(b.Requests) })
+	}
+}
+
+// compare orders resources by CPU, then memory, then pods.
+func (r Resources) compare(o Resources) int {
+	return cmp.Or(cmp.Compare(r.MilliCPU, o.MilliCPU), cmp.Compare(r.Memory, o.Memory), cmp.Compare(r.Pods, o.Pods))
 }

@@ -12,6 +12,11 @@ type State struct {
 	LastRemoved time.Time `json:"last_removed,omitzero"`
 	// Operation is the write-ahead intent of an unfinished operation, or nil.
 	Operation *Operation `json:"operation,omitempty"`
+	// Finishing holds operations a newer one took the Operation slot from before they
+	// ended: a scale-up whose instances are still joining, a drained node whose terminate
+	// failed, a node whose uncordon failed. Each tick moves them on until they end; no new
+	// scale-down starts while any is here. An unfinished operation is never dropped.
+	Finishing []*Operation `json:"finishing,omitempty"`
 	// Backoff maps an offering key to the time before which it is not tried again.
 	Backoff map[string]time.Time `json:"backoff,omitempty"`
 	// AtMax is set while the policy wants more than MaxWorkers, so the warning is sent once.
@@ -24,9 +29,13 @@ type State struct {
 func (s State) Clone() State {
 	c := s
 	if s.Operation != nil {
-		op := *s.Operation
-		op.Instances = append([]string(nil), s.Operation.Instances...)
-		c.Operation = &op
+		c.Operation = s.Operation.clone()
+	}
+	if s.Finishing != nil {
+		c.Finishing = make([]*Operation, len(s.Finishing))
+		for i, op := range s.Finishing {
+			c.Finishing[i] = op.clone()
+		}
 	}
 	if s.Backoff != nil {
 		c.Backoff = make(map[string]time.Time, len(s.Backoff))
@@ -35,6 +44,20 @@ func (s State) Clone() State {
 		}
 	}
 	return c
+}
+
+// Open lists every unfinished operation: the one in the slot, then the finishing ones.
+func (s State) Open() []*Operation {
+	if s.Operation == nil {
+		return s.Finishing
+	}
+	return append([]*Operation{s.Operation}, s.Finishing...)
+}
+
+func (op *Operation) clone() *Operation {
+	c := *op
+	c.Instances = append([]string(nil), op.Instances...)
+	return &c
 }
 
 // OpKind is the kind of an operation.
@@ -54,14 +77,19 @@ const (
 	PhaseCordoned    OpPhase = "cordoned"    // intent written; node cordon may or may not have happened
 	PhaseDraining    OpPhase = "draining"    // evictions under way
 	PhaseTerminating OpPhase = "terminating" // drained; TerminateInstances may or may not have happened
+	PhaseUncordoning OpPhase = "uncordoning" // given up; the uncordon failed and is retried
 )
 
 // Operation is the write-ahead intent record of one scaling operation.
 type Operation struct {
-	ID       string    `json:"id"`
-	Kind     OpKind    `json:"kind"`
-	Phase    OpPhase   `json:"phase"`
-	Started  time.Time `json:"started"`
+	ID      string    `json:"id"`
+	Kind    OpKind    `json:"kind"`
+	Phase   OpPhase   `json:"phase"`
+	Started time.Time `json:"started"`
+	// Launched is when RunInstances answered, set only when that is later than Started (a
+	// retried intent): the join timeout runs from it, also for instances DescribeInstances
+	// does not list yet.
+	Launched time.Time `json:"launched,omitzero"`
 	Count    int       `json:"count,omitempty"`    // scale-up: workers asked for
 	Offering Offering  `json:"offering,omitzero"`  // scale-up: where
 	Token    string    `json:"token,omitempty"`    // scale-up: the ClientToken in use
@@ -71,4 +99,8 @@ type Operation struct {
 	// Instances launched by a scale-up (filled when RunInstances answered).
 	Instances []string `json:"instances,omitempty"`
 	Attempts  int      `json:"attempts,omitempty"`
+	// RetryAt: a failed terminate or uncordon is not retried before this (backoff).
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	// Failures counts the failed terminate or uncordon calls, for the backoff.
+	Failures int `json:"failures,omitempty"`
 }

@@ -35,6 +35,9 @@ type Step struct {
 	// "save"). A non-nil error aborts the tick as if the process had died there. The chaos
 	// harness uses it to kill invocations at a random step; production leaves it nil.
 	Hook func(point string) error
+	// Clock, when set, tells the time when the lease is renewed before a side effect (the
+	// Lambda: the wall clock; the simulator: the virtual clock). Default: the tick's time.
+	Clock func() time.Time
 }
 
 // Record is what one tick saw, decided and did: a line of decisions.jsonl in the simulator
@@ -84,8 +87,10 @@ const (
 // ErrAborted is returned when the Hook killed the tick.
 var ErrAborted = errors.New("tick aborted")
 
-func (s *Step) lease() time.Duration        { return orDefault(s.Lease, 3*time.Minute) }
-func (s *Step) capBackoff() time.Duration   { return orDefault(s.CapacityBackoff, 5*time.Minute) }
+func (s *Step) lease() time.Duration { return orDefault(s.Lease, 3*time.Minute) }
+
+func (s *Step) capBackoff() time.Duration { return orDefault(s.CapacityBackoff, 5*time.Minute) }
+
 func (s *Step) unsupBackoff() time.Duration { return orDefault(s.UnsupportedBackoff, 6*time.Hour) }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -183,18 +188,40 @@ func (t *tick) save() error {
 	return nil
 }
 
+// guard runs right before every side effect outside the store: the Hook, then a renewal of
+// the lease that fails with ErrFenced when a newer invocation took the lock over. A holder
+// paused past its lease (a frozen Lambda) so learns it lost the lock before it acts.
+func (t *tick) guard(point string) error {
+	if err := t.hook(point); err != nil {
+		return err
+	}
+	if t.s.DryRun {
+		return nil
+	}
+	now := t.now
+	if t.s.Clock != nil {
+		now = t.s.Clock()
+	}
+	until := now.Add(t.s.lease())
+	if until.Before(t.lease.Expires) {
+		until = t.lease.Expires
+	}
+	l, err := t.s.Store.Renew(t.ctx, t.lease, until)
+	if err != nil {
+		return fmt.Errorf("renewing the lease before %s: %w", point, err)
+	}
+	t.lease = l
+	return nil
+}
+
 func (t *tick) act(a Act) { t.rec.Acted = append(t.rec.Acted, a) }
 
 func (t *tick) run() error {
 	p := t.s.Policy
-	busy := false
 	busyOp := ""
-	if op := t.st.Operation; op != nil {
-		busyOp = op.ID
-	}
 	if !t.s.DryRun {
 		var err error
-		if busy, err = t.reconcile(); err != nil {
+		if busyOp, err = t.reconcile(); err != nil {
 			return err
 		}
 		if err := t.sweepOrphans(); err != nil {
@@ -203,13 +230,14 @@ func (t *tick) run() error {
 	}
 	t.adjustForLag()
 	t.adjustForGone()
+	if p.SizesByPods() {
+		t.obs.NextOffering = t.nextOffering()
+	}
 	decided := t.st.Clone()
 	t.rec.DecideState = &decided
-	if busy {
-		t.rec.BusyOperation = busyOp
-	}
+	t.rec.BusyOperation = busyOp
 	d := Decide(t.now, p, t.obs, t.st)
-	if busy && d.Action != ActionScaleUp {
+	if busyOp != "" && d.Action != ActionScaleUp {
 		d = Decision{Action: ActionBusy, Reason: "finishing operation " + busyOp,
 			Workers: d.Workers, Target: d.Workers, Triggers: d.Triggers}
 	}
@@ -242,13 +270,22 @@ func (t *tick) run() error {
 	return t.save()
 }
 
+// nextOffering is where a scale-up would launch now: the first offering not backing off.
+func (t *tick) nextOffering() Offering {
+	for _, off := range t.s.Offerings {
+		if until, ok := t.st.Backoff[off.Key()]; !ok || !t.now.Before(until) {
+			return off
+		}
+	}
+	if len(t.s.Offerings) > 0 {
+		return t.s.Offerings[0]
+	}
+	return Offering{}
+}
+
 // adjustForLag counts the instances of a recent scale-up that the cloud's list does not show
 // yet (DescribeInstances lags RunInstances) as launching, so they are not asked for twice.
 func (t *tick) adjustForLag() {
-	op := t.st.Operation
-	if op == nil || op.Kind != OpScaleUp {
-		return
-	}
 	seen := map[string]bool{}
 	for _, in := range t.obs.Instances {
 		seen[in.ID] = true
@@ -256,13 +293,17 @@ func (t *tick) adjustForLag() {
 	for _, n := range t.obs.Nodes {
 		seen[n.InstanceID] = true
 	}
-	lag := 0
-	for _, id := range op.Instances {
-		if !seen[id] {
-			lag++
+	for _, op := range t.st.Open() {
+		if op.Kind != OpScaleUp {
+			continue
+		}
+		for _, id := range op.Instances {
+			if !seen[id] {
+				seen[id] = true
+				t.obs.Launching++
+			}
 		}
 	}
-	t.obs.Launching += lag
 }
 
 // adjustForGone counts the registered workers from the live node list, the same list
@@ -282,13 +323,16 @@ func (t *tick) adjustForGone() {
 			alive[in.ID] = true
 		}
 	}
-	if op := t.st.Operation; op != nil {
+	for _, op := range t.st.Open() {
 		for _, id := range op.Instances {
 			if !listed[id] { // hidden by DescribeInstances lag, not gone
 				alive[id] = true
 			}
 		}
 	}
+	// A drained node whose terminate failed still counts: it is billed until it is gone,
+	// and max_workers bounds what is billed (counting it as leaving took the fleet over
+	// max when a scale-up came meanwhile).
 	n := 0
 	for _, nd := range t.obs.Nodes {
 		if nd.ControlPlane || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
@@ -299,348 +343,102 @@ func (t *tick) adjustForGone() {
 	t.obs.RegisteredWorkers = n
 }
 
-// reconcile finishes or rolls back the operation a previous tick left. It reports busy when
-// the operation is still under way or just did something this tick.
-func (t *tick) reconcile() (busy bool, err error) {
+// reconcile finishes or rolls back the operations previous ticks left: the finishing ones,
+// then the one in the slot. It returns the operation that makes the tick busy (still under
+// way, or it did something this tick), or "".
+func (t *tick) reconcile() (busy string, err error) {
+	if busy, err = t.reconcileFinishing(); err != nil {
+		return busy, err
+	}
 	op := t.st.Operation
 	if op == nil {
-		return false, nil
+		return busy, nil
 	}
 	switch {
 	case op.Kind == OpScaleUp && op.Phase == PhaseLaunching:
 		// RunInstances may or may not have run: retry with the same ClientToken.
-		return true, t.launch(op)
+		if err := t.launch(op); err != nil {
+			return op.ID, err
+		}
+		// The retry may return instances launched long ago (the same token): watch them
+		// at once, so the tick ends where a second run of it has nothing left to do.
+		if t.st.Operation == op && op.Phase == PhaseJoining {
+			return op.ID, t.watchSlot(op)
+		}
+		return op.ID, nil
 	case op.Kind == OpScaleUp:
-		return false, t.watchJoin(op)
+		return busy, t.watchSlot(op)
 	case op.Kind == OpScaleDown:
-		return true, t.continueDrain(op)
+		return op.ID, t.continueDrain(op)
 	}
 	t.st.Operation = nil
-	return false, nil
+	return busy, nil
 }
 
-// watchJoin follows a scale-up's instances until each is a Ready node, or terminates it when
-// NodeReadyTimeout passes without that.
-func (t *tick) watchJoin(op *Operation) error {
-	ready := map[string]Node{}
-	for _, n := range t.obs.Nodes {
-		// A node with pods has been Ready (pods are only scheduled on Ready nodes): it
-		// joined, and a NotReady spell now is no failed join. Terminating it would kill
-		// its pods without eviction.
-		if n.Ready || (n.Pods > 0 && n.InstanceID != "") {
-			ready[n.InstanceID] = n
-		}
-	}
-	launched := map[string]Instance{}
-	for _, in := range t.obs.Instances {
-		launched[in.ID] = in
-	}
-	var waiting []string
-	for _, id := range op.Instances {
-		if in, ok := launched[id]; ok && (in.State == InstanceTerminated || in.State == InstanceStopping) {
-			// interrupted or terminated before joining: nothing left to wait for
-			t.act(Act{Kind: "gone", Operation: op.ID, Instances: []string{id}, Result: "ok", Error: "instance " + string(in.State) + " before its node was Ready"})
-			continue
-		}
-		if _, ok := ready[id]; ok {
-			a := Act{Kind: "joined", Operation: op.ID, Instances: []string{id}, Result: "ok"}
-			if in, ok := launched[id]; ok {
-				a.JoinSeconds = t.now.Sub(in.LaunchedAt).Seconds()
-			}
-			t.act(a)
-			continue
-		}
-		// the timeout runs from the launch: a retried intent may launch long after the
-		// operation started
-		started := op.Started
-		if in, ok := launched[id]; ok && in.LaunchedAt.After(started) {
-			started = in.LaunchedAt
-		}
-		if t.now.Sub(started) > t.s.Policy.NodeReadyTimeout {
-			if err := t.terminate(op.ID, id, "not Ready after "+t.s.Policy.NodeReadyTimeout.String()); err != nil {
-				return err
-			}
-			continue
-		}
-		waiting = append(waiting, id)
-	}
-	if len(waiting) == 0 {
+// watchSlot runs the join watch of the slot's scale-up and frees the slot when it ends.
+func (t *tick) watchSlot(op *Operation) error {
+	done, err := t.watchJoin(op)
+	if done {
 		t.st.Operation = nil
+	}
+	return err
+}
+
+// reconcileFinishing moves every finishing operation on and drops the ones that end. A
+// finishing scale-down makes the tick busy.
+func (t *tick) reconcileFinishing() (busy string, err error) {
+	var left []*Operation
+	for i, op := range t.st.Finishing {
+		var done bool
+		switch {
+		case op.Kind == OpScaleUp:
+			done, err = t.watchJoin(op)
+		case op.Phase == PhaseTerminating:
+			done, err = t.retire(op)
+		case op.Phase == PhaseUncordoning:
+			done, err = t.giveBack(op)
+		default: // nothing else is set aside; a record from elsewhere must not wedge it
+			done = true
+		}
+		if op.Kind == OpScaleDown && busy == "" {
+			busy = op.ID
+		}
+		if err != nil {
+			t.st.Finishing = append(left, t.st.Finishing[i:]...)
+			return busy, err
+		}
+		if !done {
+			left = append(left, op)
+		}
+	}
+	t.st.Finishing = left
+	return busy, nil
+}
+
+// setAside moves the slot's operation to Finishing so a new one can take the slot, and
+// says so in the record.
+func (t *tick) setAside(why string) {
+	op := t.st.Operation
+	t.st.Operation = nil
+	t.st.Finishing = append(t.st.Finishing, op)
+	a := Act{Kind: "set_aside", Operation: op.ID, Node: op.Node, Result: "ok",
+		Error: fmt.Sprintf("%s %s finishes beside the new operation: %s", op.Kind, op.Phase, why)}
+	if op.Kind == OpScaleUp {
+		a.Instances = op.Instances
 	} else {
-		op.Instances = waiting
-	}
-	return nil
-}
-
-// sweepOrphans terminates managed instances that never registered as a node within
-// NodeReadyTimeout and belong to no open operation: no orphaned, billed instances.
-func (t *tick) sweepOrphans() error {
-	registered := map[string]bool{}
-	for _, n := range t.obs.Nodes {
-		registered[n.InstanceID] = true
-	}
-	open := map[string]bool{}
-	if op := t.st.Operation; op != nil {
-		for _, id := range op.Instances {
-			open[id] = true
-		}
-		open[op.Instance] = true
-	}
-	// terminate removes the instance from t.obs.Instances: range over a copy, or the
-	// instance after each terminated one is skipped
-	for _, in := range slices.Clone(t.obs.Instances) {
-		if registered[in.ID] || open[in.ID] || in.State == InstanceTerminated || in.State == InstanceStopping {
-			continue
-		}
-		if age := t.now.Sub(in.LaunchedAt); age > t.s.Policy.NodeReadyTimeout {
-			if err := t.terminate("", in.ID, fmt.Sprintf("never registered, %v after launch", age.Round(time.Second))); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// terminate terminates one instance and removes it from the observation.
-func (t *tick) terminate(opID, id, why string) error {
-	if err := t.hook("terminate"); err != nil {
-		return err
-	}
-	a := Act{Kind: "terminate", Operation: opID, Instances: []string{id}, Result: "ok", Error: why}
-	if err := t.s.Cloud.Terminate(t.ctx, []string{id}); err != nil && !IsNotFound(err) {
-		a.Result, a.Error, a.ErrorKind = "failed", err.Error(), string(KindOf(err))
-		t.act(a)
-		return nil
+		a.Instances = []string{op.Instance}
 	}
 	t.act(a)
-	t.obs.Instances = slices.DeleteFunc(t.obs.Instances, func(in Instance) bool { return in.ID == id })
-	t.obs.countWorkers(t.s.Policy, t.s.Cluster != nil)
-	return nil
 }
 
-func (t *tick) scaleUp(d Decision) error {
-	if op := t.st.Operation; op != nil && op.Kind == OpScaleDown && op.Phase != PhaseTerminating {
-		// A needed scale-up wins over a scale-down in progress: give the node back.
-		if err := t.abortDrain(op, "scale-up needed: "+d.Reason); err != nil {
-			return err
-		}
+// retryBackoff is how long a failed terminate or uncordon waits before its next try:
+// 30 s, doubling with each failure, at most 10 minutes.
+func retryBackoff(failures int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < failures && d < 10*time.Minute; i++ {
+		d *= 2
 	}
-	if t.s.DryRun {
-		t.act(Act{Kind: "launch", Count: d.Delta, Result: "dry_run"})
-		return nil
-	}
-	t.st.Seq++
-	op := &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleUp,
-		Phase: PhaseLaunching, Started: t.now, Count: d.Delta, Reason: d.Reason}
-	return t.launch(op)
-}
-
-// launch runs the launching phase of a scale-up: each usable offering in turn, intent saved
-// before every RunInstances, backoff recorded for offerings that fail.
-func (t *tick) launch(op *Operation) error {
-	offerings := t.s.Offerings
-	if len(offerings) == 0 {
-		offerings = []Offering{{}}
-	}
-	// A retry after a crash keeps the offering and token it had.
-	if op.Token != "" {
-		offerings = append([]Offering{op.Offering}, slices.DeleteFunc(slices.Clone(offerings), func(o Offering) bool { return o == op.Offering })...)
-	}
-	var lastErr error
-	for _, off := range offerings {
-		if until, ok := t.st.Backoff[off.Key()]; ok && t.now.Before(until) && op.Token == "" {
-			continue
-		}
-		if op.Token == "" || op.Offering != off {
-			op.Attempts++
-			op.Offering, op.Token = off, fmt.Sprintf("%s-%d", op.ID, op.Attempts)
-		}
-		t.st.Operation = op
-		if err := t.save(); err != nil { // write-ahead intent
-			return err
-		}
-		if err := t.hook("launch"); err != nil {
-			return err
-		}
-		insts, err := t.s.Cloud.Launch(t.ctx, LaunchRequest{Token: op.Token, OperationID: op.ID, Count: op.Count, Offering: off})
-		a := Act{Kind: "launch", Operation: op.ID, Count: op.Count, Offering: off.Key(), Result: "ok"}
-		if err == nil {
-			// count as launching only what the observation does not show yet: a retry
-			// with the same token returns instances that may be listed (even joined or
-			// gone) already
-			seen := map[string]bool{}
-			for _, in := range t.obs.Instances {
-				seen[in.ID] = true
-			}
-			for _, in := range insts {
-				op.Instances = append(op.Instances, in.ID)
-				if !seen[in.ID] && (in.State == InstancePending || in.State == InstanceRunning) {
-					seen[in.ID] = true
-					t.obs.Instances = append(t.obs.Instances, in)
-					t.obs.Launching++
-				}
-			}
-			slices.Sort(op.Instances)
-			op.Instances = slices.Compact(op.Instances)
-			a.Instances = op.Instances
-			t.act(a)
-			op.Phase = PhaseJoining
-			t.st.LastScaleUp = t.now
-			t.st.Workers = t.obs.Capacity()
-			delete(t.st.Backoff, off.Key())
-			cpu := "n/a"
-			if r := t.obs.Readings.CPU; r.OK() {
-				cpu = fmt.Sprintf("%.0f%%", r.Value)
-			}
-			t.event(EventScaleUp, t.rec.Decision, fmt.Sprintf("Added %d %s (CPU: %s) → Total: %d nodes",
-				len(op.Instances), plural(len(op.Instances), "node"), cpu, t.st.Workers), "")
-			return nil
-		}
-		a.Result, a.Error, a.ErrorKind = "failed", err.Error(), string(KindOf(err))
-		t.act(a)
-		lastErr = err
-		op.Token = ""
-		switch KindOf(err) {
-		case KindCapacity:
-			t.backoff(off, t.s.capBackoff())
-			continue
-		case KindUnsupported:
-			t.backoff(off, t.s.unsupBackoff())
-			continue
-		}
-		break // quota, throttling, other: no other offering will fare better this tick
-	}
-	t.st.Operation = nil
-	if lastErr == nil {
-		lastErr = errors.New("every offering is backing off")
-	}
-	t.event(EventFailure, t.rec.Decision, "Scale-up failed: "+failureText(lastErr), lastErr.Error())
-	return nil
-}
-
-func (t *tick) backoff(off Offering, d time.Duration) {
-	if t.st.Backoff == nil {
-		t.st.Backoff = map[string]time.Time{}
-	}
-	t.st.Backoff[off.Key()] = t.now.Add(d)
-}
-
-func (t *tick) scaleDown(d Decision) error {
-	if t.s.DryRun {
-		t.act(Act{Kind: "cordon", Node: d.Node, Instances: []string{d.Instance}, Result: "dry_run"})
-		return nil
-	}
-	t.st.Seq++
-	op := &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleDown,
-		Phase: PhaseCordoned, Started: t.now, Node: d.Node, Instance: d.Instance, Reason: d.Reason}
-	t.st.Operation = op
-	t.st.LastScaleDown = t.now
-	if err := t.save(); err != nil {
-		return err
-	}
-	return t.continueDrain(op)
-}
-
-// continueDrain moves a scale-down along: cordon -> drain (one Drain call per tick) ->
-// terminate -> delete the node; or uncordon when the drain fails or times out.
-func (t *tick) continueDrain(op *Operation) error {
-	if op.Phase == PhaseCordoned {
-		if err := t.hook("cordon"); err != nil {
-			return err
-		}
-		if err := t.s.Cluster.Cordon(t.ctx, op.Node); err != nil {
-			t.act(Act{Kind: "cordon", Operation: op.ID, Node: op.Node, Result: "failed", Error: err.Error(), ErrorKind: string(KindOf(err))})
-			if IsNotFound(err) {
-				t.st.Operation = nil
-				return nil
-			}
-			return t.abortDrain(op, "cordon failed: "+err.Error())
-		}
-		t.act(Act{Kind: "cordon", Operation: op.ID, Node: op.Node, Result: "ok"})
-		op.Phase = PhaseDraining
-		if err := t.save(); err != nil {
-			return err
-		}
-	}
-	if op.Phase == PhaseDraining {
-		if err := t.hook("drain"); err != nil {
-			return err
-		}
-		ds, err := t.s.Cluster.Drain(t.ctx, op.Node)
-		a := Act{Kind: "drain", Operation: op.ID, Node: op.Node, Count: ds.Remaining, Result: "in_progress"}
-		switch {
-		case err != nil:
-			a.Result, a.Error = "failed", err.Error()
-		case ds.Critical:
-			a.Result, a.Error = "failed", "critical kube-system pod on node"
-		case ds.Done:
-			a.Result = "ok"
-		case ds.Blocked > 0:
-			a.Error = fmt.Sprintf("%d evictions refused by a PodDisruptionBudget", ds.Blocked)
-		}
-		t.act(a)
-		switch {
-		case ds.Critical:
-			return t.abortDrain(op, a.Error)
-		case err == nil && ds.Done:
-			op.Phase = PhaseTerminating
-			if err := t.save(); err != nil {
-				return err
-			}
-		case t.now.Sub(op.Started) >= t.s.Policy.DrainTimeout:
-			why := fmt.Sprintf("drain not finished after %v (%d pods left)", t.s.Policy.DrainTimeout, ds.Remaining)
-			if a.Error != "" {
-				why += ": " + a.Error
-			}
-			return t.abortDrain(op, why)
-		default:
-			return nil // keep draining next tick
-		}
-	}
-	if op.Phase == PhaseTerminating {
-		if err := t.hook("terminate"); err != nil {
-			return err
-		}
-		if err := t.s.Cloud.Terminate(t.ctx, []string{op.Instance}); err != nil && !IsNotFound(err) {
-			t.act(Act{Kind: "terminate", Operation: op.ID, Instances: []string{op.Instance}, Node: op.Node, Result: "failed", Error: err.Error(), ErrorKind: string(KindOf(err))})
-			return nil // retried next tick; the node stays cordoned and drained
-		}
-		t.act(Act{Kind: "terminate", Operation: op.ID, Instances: []string{op.Instance}, Node: op.Node, Result: "ok"})
-		if err := t.s.Cluster.Delete(t.ctx, op.Node); err != nil && !IsNotFound(err) {
-			t.act(Act{Kind: "delete_node", Operation: op.ID, Node: op.Node, Result: "failed", Error: err.Error()})
-		}
-		t.st.Operation = nil
-		// a second run of this tick (a duplicate delivery) must not start another
-		// scale-down at once: Decide's same-instant guard reads this
-		t.st.LastRemoved = t.now
-		t.st.Workers = max(0, t.obs.Capacity()-1)
-		t.obs.Instances = slices.DeleteFunc(t.obs.Instances, func(in Instance) bool { return in.ID == op.Instance })
-		t.obs.Nodes = slices.DeleteFunc(t.obs.Nodes, func(n Node) bool { return n.Name == op.Node })
-		t.obs.RegisteredWorkers = max(0, t.obs.RegisteredWorkers-1)
-		cpu := "n/a"
-		if r := t.obs.Readings.CPU; r.OK() {
-			cpu = fmt.Sprintf("%.0f%%", r.Value)
-		}
-		t.event(EventScaleDown, Decision{Action: ActionScaleDown, Delta: -1, Node: op.Node, Instance: op.Instance, Reason: op.Reason},
-			fmt.Sprintf("Removed 1 node (CPU: %s) → Total: %d nodes", cpu, t.st.Workers), "")
-	}
-	return nil
-}
-
-// abortDrain gives a cordoned node back and drops the operation.
-func (t *tick) abortDrain(op *Operation, why string) error {
-	if err := t.hook("uncordon"); err != nil {
-		return err
-	}
-	a := Act{Kind: "uncordon", Operation: op.ID, Node: op.Node, Result: "ok", Error: why}
-	if err := t.s.Cluster.Uncordon(t.ctx, op.Node); err != nil && !IsNotFound(err) {
-		a.Result, a.Error = "failed", why+"; uncordon: "+err.Error()
-	}
-	t.act(a)
-	t.st.Operation = nil
-	t.event(EventFailure, Decision{Action: ActionScaleDown, Delta: -1, Node: op.Node, Instance: op.Instance, Reason: op.Reason},
-		"Scale-down of "+op.Node+" abandoned: "+why, why)
-	return nil
+	return min(d, 10*time.Minute)
 }
 
 func (t *tick) event(kind EventKind, d Decision, msg, errText string) {
@@ -663,21 +461,6 @@ func (t *tick) notify() {
 	if err := errors.Join(errs...); err != nil {
 		t.rec.NotifyError = err.Error()
 	}
-}
-
-// failureText words a launch error for people: "EC2 quota exceeded".
-func failureText(err error) string {
-	switch KindOf(err) {
-	case KindQuota:
-		return "EC2 quota exceeded"
-	case KindCapacity:
-		return "EC2 has no capacity for any configured offering"
-	case KindThrottled:
-		return "EC2 API throttled, retrying next tick"
-	case KindUnsupported:
-		return "instance type not supported in the configured zones"
-	}
-	return err.Error()
 }
 
 func plural(n int, word string) string {

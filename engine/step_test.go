@@ -41,7 +41,8 @@ type fakeCloud struct {
 	launchErr map[string]error // by offering zone
 	calls     []string
 	n         int
-	hideNew   bool // DescribeInstances lags: new instances are not listed
+	hideNew   bool  // DescribeInstances lags: new instances are not listed
+	termErr   error // returned by Terminate while set
 }
 
 func (c *fakeCloud) Launch(_ context.Context, req engine.LaunchRequest) ([]engine.Instance, error) {
@@ -74,6 +75,9 @@ func (c *fakeCloud) Instances(context.Context) ([]engine.Instance, error) {
 
 func (c *fakeCloud) Terminate(_ context.Context, ids []string) error {
 	c.calls = append(c.calls, "terminate "+strings.Join(ids, ","))
+	if c.termErr != nil {
+		return c.termErr
+	}
 	c.insts = slices.DeleteFunc(c.insts, func(in engine.Instance) bool { return slices.Contains(ids, in.ID) })
 	return nil
 }
@@ -84,6 +88,8 @@ type fakeCluster struct {
 	drains  []engine.DrainStatus // returned in order; the last repeats
 	calls   []string
 	drained int
+	// uncordonErr is returned by Uncordon while set
+	uncordonErr error
 }
 
 func (c *fakeCluster) Nodes(context.Context) ([]engine.Node, error) {
@@ -104,6 +110,9 @@ func (c *fakeCluster) Cordon(_ context.Context, n string) error {
 }
 func (c *fakeCluster) Uncordon(_ context.Context, n string) error {
 	c.calls = append(c.calls, "uncordon "+n)
+	if c.uncordonErr != nil {
+		return c.uncordonErr
+	}
 	return c.set(n, func(x *engine.Node) { x.Unschedulable = false })
 }
 func (c *fakeCluster) Drain(_ context.Context, n string) (engine.DrainStatus, error) {
@@ -436,13 +445,178 @@ func TestStepFencedOutStopsActing(t *testing.T) {
 		}
 		return nil
 	}
-	// the intent write succeeded before the pause; the write after launching is fenced
+	// the intent write succeeded before the pause; the lease renewal before RunInstances
+	// is fenced, so nothing is launched
 	_, err := r.step.Run(context.Background(), t0, "h1")
 	if !errors.Is(err, engine.ErrFenced) {
 		t.Fatalf("err %v, want ErrFenced", err)
 	}
 	if r.store.Rejected == 0 {
 		t.Error("no write was rejected")
+	}
+	if len(r.cloud.calls) != 0 {
+		t.Errorf("a fenced-out holder launched: %v", r.cloud.calls)
+	}
+}
+
+// A holder that lost its lease while paused before a cordon or a terminate (side effects
+// EC2 and Kubernetes cannot fence) learns it from the renewal right before the call.
+func TestStepResumedHolderIsFencedBeforeEverySideEffect(t *testing.T) {
+	for _, point := range []string{"cordon", "drain", "terminate"} {
+		t.Run(point, func(t *testing.T) {
+			r := newRig()
+			r.quiet()
+			r.step.Hook = func(p string) error {
+				if p == point {
+					if _, _, err := r.store.Acquire(context.Background(), "thief", t0.Add(time.Hour), time.Minute); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return nil
+			}
+			before := len(r.cluster.calls)
+			_, err := r.step.Run(context.Background(), t0, "h1")
+			if !errors.Is(err, engine.ErrFenced) {
+				t.Fatalf("err %v, want ErrFenced", err)
+			}
+			calls := r.cluster.calls[before:]
+			for _, c := range append(calls, r.cloud.calls...) {
+				if strings.HasPrefix(c, point) {
+					t.Fatalf("the fenced-out holder did a %s: %v %v", point, calls, r.cloud.calls)
+				}
+			}
+		})
+	}
+}
+
+func TestStepRenewExtendsTheLease(t *testing.T) {
+	r := newRig()
+	r.quiet()
+	clock := t0
+	r.step.Clock = func() time.Time { clock = clock.Add(40 * time.Second); return clock }
+	r.step.Hook = func(p string) error {
+		if p == "drain" {
+			if _, _, exp := r.store.Holder(); !exp.After(t0.Add(3 * time.Minute)) {
+				t.Errorf("lease expires %v after a renewal at %v", exp, clock)
+			}
+		}
+		return nil
+	}
+	r.tick(t, t0)
+}
+
+// A scale-up needed while a drained node's terminate fails does not drop the scale-down:
+// the node finishes beside the new operation (retried with backoff), is not counted as
+// capacity, and no new scale-down starts meanwhile.
+func TestStepScaleUpDuringFailedTerminateFinishesTheScaleDown(t *testing.T) {
+	r := newRig()
+	r.quiet()
+	r.cluster.drains = []engine.DrainStatus{{Remaining: 1}, {Done: true}}
+	r.tick(t, t0) // cordon + drain w1
+	r.cloud.termErr = &engine.CloudError{Kind: engine.KindThrottled, Code: "RequestLimitExceeded", Err: errors.New("slow down")}
+	r.busy()
+	r.metrics.values["cpu_low_max"] = 90
+	rec := r.tick(t, t0.Add(2*time.Minute))
+	if rec.Decision.Action != engine.ActionScaleUp {
+		t.Fatalf("decision %+v", rec.Decision)
+	}
+	if rec.Observation.RegisteredWorkers != 4 {
+		t.Errorf("registered workers %d: the drained node is billed until it is gone and counts against max", rec.Observation.RegisteredWorkers)
+	}
+	var aside bool
+	for _, a := range rec.Acted {
+		aside = aside || (a.Kind == "set_aside" && a.Node == "w1")
+	}
+	if !aside {
+		t.Errorf("the record does not say the scale-down was set aside: %+v", rec.Acted)
+	}
+	st, _ := r.store.Load(context.Background())
+	if st.Operation == nil || st.Operation.Kind != engine.OpScaleUp || len(st.Finishing) != 1 || st.Finishing[0].Node != "w1" {
+		t.Fatalf("state: op %+v finishing %+v", st.Operation, st.Finishing)
+	}
+	if got := st.Finishing[0].RetryAt; !got.Equal(t0.Add(2*time.Minute + 30*time.Second)) {
+		t.Errorf("retry at %v, want 30 s after the failure", got)
+	}
+	// quiet again: the terminate is retried and succeeds; no new scale-down at that tick
+	r.cloud.termErr = nil
+	r.quiet()
+	r.cluster.nodes = append(r.cluster.nodes, engine.Node{Name: "n1", InstanceID: "i-new1", Ready: true}, engine.Node{Name: "n2", InstanceID: "i-new2", Ready: true})
+	rec = r.tick(t, t0.Add(4*time.Minute))
+	if !slices.Contains(r.cloud.calls, "terminate i-w1") || !slices.Contains(r.cluster.calls, "delete w1") {
+		t.Fatalf("calls %v %v", r.cloud.calls, r.cluster.calls)
+	}
+	if rec.Decision.Action == engine.ActionScaleDown {
+		t.Errorf("a scale-down started at the tick that finished the last one: %+v", rec.Decision)
+	}
+	st, _ = r.store.Load(context.Background())
+	if len(st.Finishing) != 0 {
+		t.Errorf("finishing left: %+v", st.Finishing)
+	}
+}
+
+func TestStepScaleUpWhileAScaleUpJoinsKeepsWatchingIt(t *testing.T) {
+	r := newRig()
+	r.step.Policy.ScaleUpCooldown = 0
+	r.cloud.hideNew = true // the first launch's instances are not listed yet
+	r.busy()
+	r.tick(t, t0)
+	rec := r.tick(t, t0.Add(2*time.Minute))
+	if rec.Observation.Launching < 2 {
+		t.Fatalf("launching %d: the first scale-up's lagging instances must count", rec.Observation.Launching)
+	}
+	st, _ := r.store.Load(context.Background())
+	if rec.Decision.Action != engine.ActionScaleUp {
+		t.Fatalf("decision %+v, want a second scale-up (zero cooldown)", rec.Decision)
+	}
+	if len(st.Finishing) != 1 || len(st.Finishing[0].Instances) != 2 {
+		t.Fatalf("the joining scale-up was dropped: op %+v finishing %+v", st.Operation, st.Finishing)
+	}
+	// the first scale-up's instances never register: they are timed out and terminated
+	r.metrics.values["cpu_high_min"], r.metrics.values["pending_min"] = 40, 0
+	r.tick(t, t0.Add(11*time.Minute))
+	if !slices.Contains(r.cloud.calls, "terminate i-new1") || !slices.Contains(r.cloud.calls, "terminate i-new2") {
+		t.Fatalf("the set-aside scale-up's laggards were not timed out: %v", r.cloud.calls)
+	}
+}
+
+func TestStepFailedUncordonIsRetried(t *testing.T) {
+	r := newRig()
+	r.quiet()
+	r.cluster.drains = []engine.DrainStatus{{Remaining: 3, Blocked: 3}}
+	r.cluster.uncordonErr = errors.New("apiserver unavailable")
+	for i := 0; i <= 3; i++ {
+		r.tick(t, t0.Add(time.Duration(i)*2*time.Minute))
+	}
+	st, _ := r.store.Load(context.Background())
+	if st.Operation == nil || st.Operation.Phase != engine.PhaseUncordoning {
+		t.Fatalf("a failed uncordon dropped the operation: %+v", st.Operation)
+	}
+	r.cluster.uncordonErr = nil
+	r.tick(t, t0.Add(10*time.Minute))
+	st, _ = r.store.Load(context.Background())
+	if st.Operation != nil || r.cluster.nodes[1].Unschedulable {
+		t.Fatalf("not given back: op %+v node %+v", st.Operation, r.cluster.nodes[1])
+	}
+	if len(r.cloud.calls) != 0 {
+		t.Errorf("terminated after a failed drain: %v", r.cloud.calls)
+	}
+}
+
+func TestStepDryRunScaleUpDoesNotUncordon(t *testing.T) {
+	r := newRig()
+	r.quiet()
+	r.cluster.drains = []engine.DrainStatus{{Remaining: 3}}
+	r.tick(t, t0)
+	r.busy()
+	r.metrics.values["cpu_low_max"] = 90
+	r.step.DryRun = true
+	before := len(r.cluster.calls)
+	rec := r.tick(t, t0.Add(2*time.Minute))
+	if len(r.cluster.calls) != before {
+		t.Fatalf("dry run called the cluster: %v", r.cluster.calls[before:])
+	}
+	if rec.Acted[0].Kind != "uncordon" || rec.Acted[0].Result != "dry_run" {
+		t.Errorf("acted %+v", rec.Acted)
 	}
 }
 

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -58,6 +60,9 @@ func runChaos(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	if err := writeOutputs(out, res.Result, pol); err != nil {
 		return fail(err)
 	}
+	if err := writeInvocations(filepath.Join(out, "invocations.jsonl"), res.Invocations); err != nil {
+		return fail(err)
+	}
 	if !o.quiet {
 		printSummary(stdout, res.Result.Summary, out)
 		fmt.Fprintf(stdout, "faults             %s\n", injectedText(res.Injected))
@@ -75,6 +80,23 @@ func runChaos(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "invariants         all %d hold\n", len(chaos.Invariants)-1)
 	}
 	return 0
+}
+
+// writeInvocations writes every invocation of the run (primary ticks, duplicates,
+// overlapping and resumed ones), one JSON object a line.
+func writeInvocations(path string, invs []chaos.Invocation) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	for _, iv := range invs {
+		if err := enc.Encode(iv); err != nil {
+			f.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+	}
+	return f.Close()
 }
 
 func listFaults(w io.Writer) {

@@ -52,7 +52,7 @@ func TestChaosCLIRun(t *testing.T) {
 	if s.Violations == nil || len(*s.Violations) != 0 {
 		t.Errorf("invariant_violations: %v, want []", s.Violations)
 	}
-	if !strings.Contains(out.String(), "all 14 hold") {
+	if !strings.Contains(out.String(), "all 15 hold") {
 		t.Errorf("stdout:\n%s", out.String())
 	}
 }

@@ -144,6 +144,32 @@ func (s *Store) Save(ctx context.Context, lease engine.Lease, st engine.State) e
 	return nil
 }
 
+// Renew extends the lease to until if the caller still holds it with the same fence: the
+// conditional write the engine makes right before each side effect.
+func (s *Store) Renew(ctx context.Context, lease engine.Lease, until time.Time) (engine.Lease, error) {
+	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &s.table,
+		Key:                      s.key(),
+		UpdateExpression:         aws.String("SET #e = :exp, #u = :u"),
+		ConditionExpression:      aws.String("#h = :h AND #f = :f"),
+		ExpressionAttributeNames: map[string]string{"#h": holderAttr, "#e": expiresAttr, "#f": fenceAttr, "#u": updatedAttr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":exp": millis(until),
+			":h":   &types.AttributeValueMemberS{Value: lease.Holder},
+			":f":   &types.AttributeValueMemberN{Value: strconv.FormatInt(lease.Fence, 10)},
+			":u":   &types.AttributeValueMemberS{Value: s.Now().UTC().Format(time.RFC3339Nano)},
+		},
+	})
+	if err != nil {
+		if isConditionFailed(err) {
+			return engine.Lease{}, fmt.Errorf("renewing lock of %s as %s (fence %d): %w", s.cluster, lease.Holder, lease.Fence, engine.ErrFenced)
+		}
+		return engine.Lease{}, fmt.Errorf("renewing lock of %s: %w", s.cluster, err)
+	}
+	lease.Expires = time.UnixMilli(until.UnixMilli()).UTC()
+	return lease, nil
+}
+
 // Release gives the lease up if the caller still holds it with the same fence.
 func (s *Store) Release(ctx context.Context, lease engine.Lease) error {
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{

@@ -284,3 +284,31 @@ func TestIntentRecoveryAfterTimeout(t *testing.T) {
 		t.Errorf("lock not released after the recovering tick: %v", err)
 	}
 }
+
+func TestRenewExtendsTheLeaseOnlyForTheNewestHolder(t *testing.T) {
+	c := newTable(t)
+	ctx := context.Background()
+	s := New(c, "smartscale", "demo")
+	a, _, err := s.Acquire(ctx, "a", t0, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a renews at t0+2m: the lease now runs to t0+5m, so b cannot take over at t0+4m
+	a, err = s.Renew(ctx, a, t0.Add(5*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Expires.Equal(t0.Add(5 * time.Minute)) {
+		t.Errorf("renewed lease expires %v", a.Expires)
+	}
+	if _, _, err := s.Acquire(ctx, "b", t0.Add(4*time.Minute), 3*time.Minute); !errors.Is(err, engine.ErrLockHeld) {
+		t.Fatalf("acquire inside the renewed lease: %v, want ErrLockHeld", err)
+	}
+	// past it, b takes over; a (paused meanwhile) is fenced out of its renewal
+	if _, _, err := s.Acquire(ctx, "b", t0.Add(6*time.Minute), 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Renew(ctx, a, t0.Add(9*time.Minute)); !errors.Is(err, engine.ErrFenced) {
+		t.Errorf("stale Renew: %v, want ErrFenced", err)
+	}
+}

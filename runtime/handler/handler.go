@@ -156,6 +156,9 @@ func (h *Handler) getStep(ctx context.Context) (*engine.Step, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.Clock == nil {
+		s.Clock = h.now // renewing the lease before each side effect reads the time
+	}
 	h.step = s
 	return s, nil
 }

@@ -56,6 +56,8 @@ func (c *Cluster) Resources(ctx context.Context) (engine.ClusterResources, error
 		nr.Requested = nr.Requested.Add(req)
 		if daemonSet(p) || mirror(p) {
 			nr.DaemonSet = nr.DaemonSet.Add(req)
+		} else {
+			nr.AddPod(req)
 		}
 	}
 	return out, nil

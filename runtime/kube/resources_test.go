@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -85,8 +86,9 @@ func TestResourcesOnTheFakeClientset(t *testing.T) {
 	want := engine.NodeResources{Node: "w1", InstanceType: "t3.medium",
 		Allocatable: engine.Resources{MilliCPU: 1930, Memory: 3 << 30, Pods: 110},
 		Requested:   engine.Resources{MilliCPU: 600, Memory: 320 << 20, Pods: 2},
-		DaemonSet:   engine.Resources{MilliCPU: 100, Memory: 64 << 20, Pods: 1}}
-	if got != want {
+		DaemonSet:   engine.Resources{MilliCPU: 100, Memory: 64 << 20, Pods: 1},
+		Pods:        []engine.PodShape{{Requests: engine.Resources{MilliCPU: 500, Memory: 256 << 20, Pods: 1}, Count: 1}}}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("node\n got %+v\nwant %+v", got, want)
 	}
 }

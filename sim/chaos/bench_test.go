@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"testing"
 
 	"github.com/leanovate/gopter"
@@ -62,4 +63,23 @@ func BenchmarkChaosLockProtocol(b *testing.B) {
 		}
 	}
 	b.ReportMetric(1000*float64(b.N)/b.Elapsed().Seconds(), "sequences/s")
+}
+
+// BenchmarkChaosStormCases measures generated cases per second under every fault kind at
+// once, as TestPropertyChaosStorm runs them (the budget CI's 2,000 storm cases spend).
+func BenchmarkChaosStormCases(b *testing.B) {
+	cases := benchCases(b, 64)
+	b.ResetTimer()
+	for i := range b.N {
+		c := cases[i%len(cases)]
+		cfg, err := c.Config()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := Run(context.Background(), cfg, Draw(c.Seed, Names(), cfg.Scenario.Duration()), Options{Twin: true})
+		if err != nil || len(out.Violations) > 0 {
+			b.Fatalf("%v %v", err, out.Violations)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cases/s")
 }

@@ -188,6 +188,47 @@ func chaosCases(tb testing.TB, def int) int {
 	return def
 }
 
+// chaosShards is how many parallel shards a property run is split into: CHAOS_SHARDS,
+// else 2 (a fixed number, so the cases do not depend on the machine). Shard i runs on the
+// gopter seed CHAOS_SEED+1000*i (so make chaos's seeds 1-5 never share a shard); a failure names its shard's seed, which reproduces it with
+// CHAOS_SHARDS=1.
+func chaosShards(tb testing.TB) int {
+	if s := os.Getenv("CHAOS_SHARDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			tb.Fatalf("CHAOS_SHARDS=%q: want a positive number", s)
+		}
+		return n
+	}
+	return 2
+}
+
+// shardedProperty checks a property over cases cases split into parallel shards, each a
+// subtest with its own gopter seed.
+func shardedProperty(t *testing.T, name string, cases int, tune func(*gopter.TestParameters), p gopter.Prop) {
+	shards := min(chaosShards(t), cases)
+	base := chaosSeed(t)
+	t.Logf("%d cases in %d shards, gopter seeds %d + 1000*shard (CHAOS_SEED, CHAOS_CASES and CHAOS_SHARDS change them)",
+		cases, shards, base)
+	for i := range shards {
+		n := cases / shards
+		if i < cases%shards {
+			n++
+		}
+		seed := base + 1000*int64(i)
+		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
+			t.Parallel()
+			params := chaosParamsSeed(seed, n)
+			if tune != nil {
+				tune(params)
+			}
+			props := gopter.NewProperties(params)
+			props.Property(name, p)
+			props.TestingRun(t)
+		})
+	}
+}
+
 // chaosSeed is the gopter seed: CHAOS_SEED, else a fixed one so CI is reproducible.
 func chaosSeed(tb testing.TB) int64 {
 	if s := os.Getenv("CHAOS_SEED"); s != "" {
@@ -201,7 +242,11 @@ func chaosSeed(tb testing.TB) int64 {
 }
 
 func chaosParams(tb testing.TB, cases int) *gopter.TestParameters {
-	p := gopter.DefaultTestParametersWithSeed(chaosSeed(tb))
+	return chaosParamsSeed(chaosSeed(tb), cases)
+}
+
+func chaosParamsSeed(seed int64, cases int) *gopter.TestParameters {
+	p := gopter.DefaultTestParametersWithSeed(seed)
 	p.MinSuccessfulTests = cases
 	p.MaxSize = 7 // slices: 0-6 elements, growing over the run
 	p.MaxShrinkCount = 200

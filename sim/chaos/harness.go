@@ -32,6 +32,19 @@ type Harness struct {
 	// the paused invocation, if any
 	paused *coroutine
 	nInv   int
+	// every invocation's record, in the order they ended
+	invocations []Invocation
+}
+
+// Invocation is one run of the engine's Step as the harness saw it: the primary tick, a
+// duplicate delivery, an overlapping invocation or a resumed (paused) one. The CLI writes
+// them to invocations.jsonl: decisions.jsonl has the primary ticks only.
+type Invocation struct {
+	ID     int           `json:"id"`
+	Role   string        `json:"role"` // tick, duplicate, overlap
+	Zombie bool          `json:"resumed,omitempty"`
+	Error  string        `json:"error,omitempty"`
+	Record engine.Record `json:"record"`
 }
 
 // New returns a harness for one run. Its run-time draws (which call is throttled, where an
@@ -124,10 +137,11 @@ type Options struct {
 
 // Outcome is the result of a chaos run.
 type Outcome struct {
-	Result     *world.Result
-	World      *world.World // the world of the (first) run, for tests to inspect
-	Injected   map[string]int
-	Violations []string
+	Result      *world.Result
+	Invocations []Invocation // every invocation of the (first) run
+	World       *world.World // the world of the (first) run, for tests to inspect
+	Injected    map[string]int
+	Violations  []string
 }
 
 // Run runs cfg under the schedule, checks the invariants and returns the outcome. The
@@ -175,7 +189,7 @@ func runOnce(ctx context.Context, cfg world.Config, sched Schedule) (*Outcome, e
 	v := h.Finish()
 	res.Summary.FaultsInjected = h.Injected
 	res.Summary.InvariantViolations = v
-	return &Outcome{Result: res, World: w, Injected: h.Injected, Violations: v}, nil
+	return &Outcome{Result: res, World: w, Injected: h.Injected, Violations: v, Invocations: h.invocations}, nil
 }
 
 // fingerprint is every output of a run, as bytes.

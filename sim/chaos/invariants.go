@@ -28,6 +28,7 @@ var Invariants = []string{
 	12: "notification failures never change decisions",
 	13: "running the same tick twice changes nothing the second time",
 	14: "the same seed and fault schedule give the same outputs",
+	15: "no worker stays cordoned for longer than a tick without an operation that owns it",
 }
 
 // Kinds that make holding the worker bounds impossible for a while (launches or the lock
@@ -65,12 +66,14 @@ type checker struct {
 	lowExcuse, highExcuse time.Time
 	sweepExcuse           time.Time
 	cordonedSince         time.Time
+	state                 engine.State         // the last accepted state write
+	unowned               map[string]time.Time // cordoned worker -> since when no operation owns it
 }
 
 func newChecker(h *Harness) *checker {
 	return &checker{h: h, once: map[string]bool{}, dead: map[string]time.Time{}, backoff: map[string]time.Time{},
 		asked: map[string]int{}, opTicks: map[string]int{}, drained: map[string]bool{}, aborted: map[string]bool{},
-		removed: map[string]map[string]bool{}}
+		removed: map[string]map[string]bool{}, unowned: map[string]time.Time{}}
 }
 
 func (c *checker) now() time.Time { return c.h.w.Loop.Now() }
@@ -180,6 +183,33 @@ func (c *checker) afterStep() {
 		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once: %v", len(cordoned), cordoned)
 	}
 
+	// 15: a cordoned worker belongs to an operation (it is drained, terminated or given back)
+	owned := map[string]bool{}
+	for _, op := range c.state.Open() {
+		if op.Kind == engine.OpScaleDown {
+			owned[op.Node] = true
+		}
+	}
+	for name := range c.unowned {
+		if !slices.Contains(cordoned, name) || owned[name] {
+			delete(c.unowned, name)
+		}
+	}
+	for _, name := range cordoned {
+		if owned[name] {
+			continue
+		}
+		since, ok := c.unowned[name]
+		if !ok {
+			c.unowned[name] = now
+			continue
+		}
+		if now.Sub(since) > tick+30*time.Second {
+			c.failOnce("unowned@"+name+"@"+fmt.Sprint(since.Unix()), 15, "node %s cordoned since %s and no operation owns it: drained of nothing, billed, never removed or given back",
+				name, shortDur(since.Sub(world.Epoch)))
+		}
+	}
+
 	// 9: no instance stays unregistered past the timeout
 	limit := p.NodeReadyTimeout + tick + 30*time.Second
 	for _, in := range w.Cloud.All() {
@@ -233,6 +263,7 @@ func (c *checker) onWrite(l engine.Lease, st engine.State) {
 	if hd, f, _ := c.h.w.State.Holder(); l.Fence != f || l.Holder != hd {
 		c.fail(1, "state written by %s (fence %d) while %s holds fence %d", l.Holder, l.Fence, hd, f)
 	}
+	c.state = st
 	c.backoff = map[string]time.Time{}
 	for k, v := range st.Backoff {
 		c.backoff[k] = v
@@ -351,6 +382,11 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 	if !c.engineOn() {
 		return
 	}
+	iv := Invocation{ID: inv.id, Role: inv.role, Zombie: inv.zombie, Record: rec}
+	if err != nil {
+		iv.Error = err.Error()
+	}
+	c.h.invocations = append(c.h.invocations, iv)
 	p := c.policy()
 	// 2: a lock left by a dead invocation is free within one lease plus one tick
 	if inv.role == "tick" && rec.Lock == engine.LockHeld && !c.h.anyActive(LockHeld) {

@@ -24,6 +24,7 @@ type invocation struct {
 	hooks       int
 	killAt      int // die at this hook call (0: never)
 	pauseArmed  bool
+	pauseAt     int  // pause at this hook call, or the first after it
 	overlap     bool // run an overlapping invocation at the first hook
 	zombie      bool // resumed after a pause past its lease
 	co          *coroutine
@@ -78,7 +79,7 @@ func (a *autoscaler) Tick(ctx context.Context, now time.Time) (engine.Record, er
 		inv.killAt = 1 + h.rng.IntN(4)
 	}
 	if _, ok := h.active(InvokePause); ok && h.paused == nil && h.chance(2) {
-		inv.pauseArmed = true
+		inv.pauseArmed, inv.pauseAt = true, 1+h.rng.IntN(4)
 	}
 	_, dup := h.active(InvokeDuplicate)
 	inv.overlap = dup
@@ -179,7 +180,10 @@ func (h *Harness) hook(point string) error {
 		h.chk.died(inv, "killed at "+point)
 		return errKilled
 	}
-	if inv.pauseArmed && (point == "save" || point == "launch") {
+	// a pause may come before any side effect: state writes, launches, cordons, drains,
+	// uncordons, terminations and node deletions (each renews the lease first, so a holder
+	// that resumes after losing it is fenced out before it acts)
+	if inv.pauseArmed && inv.hooks >= inv.pauseAt {
 		inv.pauseArmed = false
 		h.inject(InvokePause)
 		h.pause(inv.co)
@@ -266,6 +270,10 @@ func (s *storePort) Acquire(ctx context.Context, holder string, now time.Time, l
 
 func (s *storePort) Save(ctx context.Context, l engine.Lease, st engine.State) error {
 	return s.inner.Save(ctx, l, st)
+}
+
+func (s *storePort) Renew(ctx context.Context, l engine.Lease, until time.Time) (engine.Lease, error) {
+	return s.inner.Renew(ctx, l, until)
 }
 
 func (s *storePort) Release(ctx context.Context, l engine.Lease) error {

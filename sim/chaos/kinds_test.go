@@ -475,3 +475,27 @@ func TestChaosCheckerCatchesBrokenEngine(t *testing.T) {
 		})
 	}
 }
+
+// TestInvariantUnownedCordonFails: a worker cordoned behind the autoscaler's back (no
+// operation owns it) is reported by invariant 15 once it stays so past a tick.
+func TestInvariantUnownedCordonFails(t *testing.T) {
+	cfg := world.Config{Scenario: quiet(t, 3), Seed: 1, Policy: engine.DefaultPolicy(), InitialWorkers: -1}
+	cfg.Setup = func(w *world.World) error {
+		w.Loop.At(at(5*time.Minute), func() {
+			for _, n := range w.Cluster.AllNodes() {
+				if !n.ControlPlane {
+					_ = w.Cluster.Cordon(context.Background(), n.Name)
+					return
+				}
+			}
+		})
+		return nil
+	}
+	out, err := Run(context.Background(), cfg, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(out.Violations, "\n"), "inv 15") {
+		t.Fatalf("a cordon no operation owns went unnoticed: %v", out.Violations)
+	}
+}

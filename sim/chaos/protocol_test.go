@@ -210,7 +210,7 @@ func (s *protoSUT) hook(point string) error {
 	case s.mode == "kill":
 		s.mode = ""
 		return errKilled
-	case s.mode == "pause" && (point == "save" || point == "launch"):
+	case s.mode == "pause": // before any side effect
 		s.mode = ""
 		c := s.paused
 		c.yield <- struct{}{}

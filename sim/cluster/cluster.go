@@ -252,6 +252,7 @@ func (c *Cluster) Resources(context.Context) (engine.ClusterResources, error) {
 		for _, p := range c.pods {
 			if p.Node == n {
 				nr.Requested = nr.Requested.Add(app)
+				nr.AddPod(app)
 			}
 		}
 		out.Nodes = append(out.Nodes, nr)

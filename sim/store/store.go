@@ -21,7 +21,8 @@ type Store struct {
 
 	// Writes counts accepted state writes; Rejected counts fenced-out writes and releases.
 	Writes, Rejected int
-	// Fault, when set, is asked before each call ("load", "acquire", "save", "release") and
+	// Fault, when set, is asked before each call ("load", "acquire", "save", "renew",
+	// "release") and
 	// may return an error to inject (throttling), or engine.ErrLockHeld on acquire. With
 	// applied=true the call takes effect but the error is still returned (response lost).
 	Fault func(op string) (err error, applied bool)
@@ -98,6 +99,24 @@ func (s *Store) Save(_ context.Context, l engine.Lease, st engine.State) error {
 		s.OnWrite(l, st)
 	}
 	return err
+}
+
+// Renew implements engine.StateStore.
+func (s *Store) Renew(_ context.Context, l engine.Lease, until time.Time) (engine.Lease, error) {
+	err, applied := s.fault("renew")
+	if err != nil && !applied {
+		return engine.Lease{}, err
+	}
+	if s.holder != l.Holder || s.fence != l.Fence {
+		s.Rejected++
+		return engine.Lease{}, fmt.Errorf("renew by %s (fence %d), current %s (fence %d): %w", l.Holder, l.Fence, s.holder, s.fence, engine.ErrFenced)
+	}
+	s.expires = until
+	l.Expires = until
+	if err != nil {
+		return engine.Lease{}, err
+	}
+	return l, nil
 }
 
 // Release implements engine.StateStore.

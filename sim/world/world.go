@@ -143,7 +143,7 @@ func SmartScale(w *World) (Autoscaler, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	return &stepper{step: &engine.Step{ClusterID: "sim", Policy: w.Cfg.Policy, Metrics: w.Metrics, Cloud: w.Cloud,
-		Cluster: w.Cluster, Store: w.State, Notifier: w, Offerings: Offerings}}, nil
+		Cluster: w.Cluster, Store: w.State, Notifier: w, Offerings: Offerings, Clock: w.Loop.Now}}, nil
 }
 
 type stepper struct {

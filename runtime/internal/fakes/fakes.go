@@ -247,6 +247,17 @@ func (s *Store) Save(_ context.Context, l engine.Lease, st engine.State) error {
 	return nil
 }
 
+// Renew implements engine.StateStore.
+func (s *Store) Renew(_ context.Context, l engine.Lease, until time.Time) (engine.Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.Holder != s.holder || l.Fence != s.fence {
+		return engine.Lease{}, engine.ErrFenced
+	}
+	s.expires, l.Expires = until, until
+	return l, nil
+}
+
 // Release implements engine.StateStore.
 func (s *Store) Release(_ context.Context, l engine.Lease) error {
 	s.mu.Lock()

@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// How many workers a scale-up adds: the brief's metric rules (upStep) or, with pod sizing,
+// the nodes the pods that need room take (podView.upNeed, packed in pack.go).
+
+// upStep is ScaleUpStep, raised up to ScaleUpMaxStep when one node clearly is not enough:
+//   - the nodes needed to bring CPU (or memory) back under its scale-up threshold, at the
+//     current load, exceed the current nodes by at least ScaleUpMaxStep: ceil(n*u/t) - n;
+//   - or CPU is high and pods are pending at the same time (the nodes are busy and work is
+//     queued besides);
+//   - or the pods pending throughout the window would fill more than one node, at the
+//     average pods per ready worker: ceil(pending / pods-per-worker).
+func upStep(p Policy, obs Observation, triggers []string) (int, string) {
+	n := float64(obs.Capacity() + p.ControlPlaneNodes)
+	need, why := 0, ""
+	raise := func(k int, because string) {
+		if k > need {
+			need, why = k, because
+		}
+	}
+	extra := func(util, threshold float64) int {
+		return int(math.Ceil(n*util/threshold-1e-9) - n)
+	}
+	if r := obs.Readings.CPU; r.OK() {
+		k := extra(r.Value, p.ScaleUpCPUPercent)
+		raise(k, fmt.Sprintf("cpu %.1f%% on %.0f nodes needs %d more to get under %g%%", r.Value, n, k, p.ScaleUpCPUPercent))
+	}
+	if r := obs.Readings.Memory; r.OK() {
+		k := extra(r.Value, p.ScaleUpMemoryPercent)
+		raise(k, fmt.Sprintf("memory %.1f%% on %.0f nodes needs %d more to get under %g%%", r.Value, n, k, p.ScaleUpMemoryPercent))
+	}
+	if slices.Contains(triggers, TriggerCPUHigh) && slices.Contains(triggers, TriggerPending) {
+		raise(p.ScaleUpMaxStep, "cpu high and pods pending at once")
+	}
+	if r := obs.Readings.PendingMin; r.OK() && r.Value >= 1 {
+		if per := podsPerWorker(obs); per > 0 {
+			k := int(math.Ceil(r.Value/per - 1e-9))
+			raise(k, fmt.Sprintf("%.0f pending pods fill %d nodes at %.1f pods per worker", r.Value, k, per))
+		}
+	}
+	step := min(max(need, p.ScaleUpStep), p.ScaleUpMaxStep)
+	if step <= p.ScaleUpStep {
+		return step, ""
+	}
+	return step, fmt.Sprintf("adding %d: %s", step, why)
+}
+
+// podsPerWorker is the average number of pods on a ready, schedulable worker (0 without a
+// node list): when pods are pending, the workers are full, so it is what a new one holds.
+func podsPerWorker(obs Observation) float64 {
+	pods, workers := 0, 0
+	for _, n := range obs.Nodes {
+		if !n.ControlPlane && n.Ready && !n.Unschedulable {
+			pods += n.Pods
+			workers++
+		}
+	}
+	if workers == 0 {
+		return 0
+	}
+	return float64(pods) / float64(workers)
+}
+
+// podStep sizes a scale-up by pods: the nodes the pod rules need, and no fewer than the
+// brief's step when a CPU or memory trigger fired (a node for usage no pod explains).
+func podStep(p Policy, obs Observation, triggers []string, podNodes int) (int, string) {
+	step, why := podNodes, ""
+	if slices.Contains(triggers, TriggerCPUHigh) || slices.Contains(triggers, TriggerMemHigh) {
+		if k, w := upStep(p, obs, triggers); k > step {
+			step, why = k, w
+			if why == "" {
+				why = fmt.Sprintf("adding %d for the usage trigger", k)
+			}
+		}
+	}
+	return min(step, p.ScaleUpMaxStep), why
+}
