@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTuneHelpDocumentsEveryFlag(t *testing.T) {
+	code, _, stderr := runCLI(t, "tune", "-h")
+	if code != 0 {
+		t.Fatalf("tune -h exit %d", code)
+	}
+	for _, f := range []string{"-space", "-scenario", "-replay", "-closed-loop", "-seeds", "-budget", "-slo-minutes", "-parallel",
+		"-shard", "-resume", "-out", "-policy", "-sample-seed", "tune merge", "points.jsonl", "frontier.json", "best-policy.json", "report.html"} {
+		if !strings.Contains(stderr, f) {
+			t.Errorf("tune -h does not document %s", f)
+		}
+	}
+	if code, _, stderr := runCLI(t, "tune", "merge", "-h"); code != 0 || !strings.Contains(stderr, "SHARD_DIR") {
+		t.Errorf("tune merge -h: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestTuneBadInputBeforeAnySimulation: each mistake is an error naming it, with exit 2 and
+// no output directory (so nothing was simulated).
+func TestTuneBadInputBeforeAnySimulation(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	space := func(s string) string {
+		n++
+		p := filepath.Join(dir, fmt.Sprintf("space-%d.json", n))
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	short := "../testdata/golden/short.json"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-space", space(`{"scale_up_sustian": ["1m"]}`), "-scenario", short}, `key "scale_up_sustian"`},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m", "later"]}`), "-scenario", short}, `point 1 {"scale_up_sustain":"later"}`},
+		{[]string{"-space", space(`{"scale_up_max_step": {"min": 5, "max": 3}}`), "-scenario", short}, `"scale_up_max_step": empty range`},
+		{[]string{"-space", space(`{}`), "-scenario", short}, "zero points"},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`), "-scenario", short, "-shard", "3/2"}, `shard "3/2"`},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`), "-scenario", short, "-seeds", "3-1"}, "empty range 3-1"},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`), "-scenario", "no-such-scenario"}, `unknown scenario "no-such-scenario"`},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`), "-replay", "../testdata/recordings/diurnal-day.json"}, "-replay needs -closed-loop"},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`)}, "give the scenarios"},
+		{[]string{"-scenario", short}, "-space FILE is required"},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`), "-scenario", short, "-budget", "0"}, "budget must be >= 1"},
+		{[]string{"-resume", filepath.Join(dir, "nothing")}, "no such file"},
+	} {
+		out := filepath.Join(dir, "out")
+		code, _, stderr := runCLI(t, append(append([]string{"tune"}, c.args...), "-out", out)...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%v: %s was created", c.args, out)
+		}
+	}
+}
+
+func TestTuneRunsAndMerges(t *testing.T) {
+	dir := t.TempDir()
+	sp := filepath.Join(dir, "space.json")
+	os.WriteFile(sp, []byte(`{"scale_up_sustain": ["1m", "3m"]}`), 0o644)
+	args := []string{"tune", "-space", sp, "-scenario", "../testdata/golden/short.json", "-seeds", "1", "-slo-minutes", "10", "-quiet"}
+	if code, _, stderr := runCLI(t, append(args, "-out", filepath.Join(dir, "whole"))...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for i := range 2 {
+		if code, _, stderr := runCLI(t, append(args, "-shard", []string{"0/2", "1/2"}[i], "-out", filepath.Join(dir, "s", string(rune('0'+i))))...); code != 0 {
+			t.Fatalf("shard %d: exit %d: %s", i, code, stderr)
+		}
+	}
+	code, out, stderr := runCLI(t, "tune", "merge", "-out", filepath.Join(dir, "merged"), filepath.Join(dir, "s", "0"), filepath.Join(dir, "s", "1"))
+	if code != 0 || !strings.Contains(out, "best: point") || !strings.Contains(out, "report: ") {
+		t.Fatalf("merge: exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, f := range []string{"points.jsonl", "frontier.json", "best-policy.json", "points.csv", "report.html"} {
+		a, _ := os.ReadFile(filepath.Join(dir, "whole", f))
+		b, _ := os.ReadFile(filepath.Join(dir, "merged", f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s: merged differs from whole", f)
+		}
+	}
+	// the best policy runs as a policy file
+	if code, _, stderr := runCLI(t, "-scenario", "../testdata/golden/short.json", "-policy", filepath.Join(dir, "whole", "best-policy.json"),
+		"-quiet", "-out", filepath.Join(dir, "run")); code != 0 {
+		t.Errorf("-policy best-policy.json: exit %d: %s", code, stderr)
+	}
+	// -resume with a flag that changes the sweep is refused, naming it
+	code, _, stderr = runCLI(t, "tune", "-resume", filepath.Join(dir, "whole"), "-seeds", "1-2")
+	if code != 2 || !strings.Contains(stderr, "-seeds") {
+		t.Errorf("resume with other seeds: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, "tune", "-resume", filepath.Join(dir, "whole"), "-quiet"); code != 0 {
+		t.Errorf("resume of a finished sweep: exit %d: %s", code, stderr)
+	}
+}
