@@ -40,7 +40,7 @@ decimal ranges need a step.
 Examples:
   go run ./sim tune -space space.json -scenario flash-sale,ramp,sustained,diurnal -seeds 1-3 -out out/tune
   go run ./sim tune -space space.json -replay day.json -closed-loop -seeds 1-5
-  go run ./sim tune -resume out/tune                                # after Ctrl-C: skip the finished runs
+  go run ./sim tune -resume out/tune         # after Ctrl-C (or the same command again): skip the finished runs
   go run ./sim tune -space space.json -scenario ramp -shard 0/3 -out out/shard-0   # one of 3 shards
   go run ./sim tune merge -out out/tune out/shard-0 out/shard-1 out/shard-2
 
@@ -87,7 +87,7 @@ func parseTuneFlags(args []string, stderr io.Writer) (tuneOptions, error) {
 	fs.Float64Var(&o.sloMinutes, "slo-minutes", 1, "the recommendation's budget: at most `M` SLO-violation minutes per run (mean over the seeds) on every scenario")
 	fs.IntVar(&o.parallel, "parallel", 0, "simulated worlds at once (`P`; 0: GOMAXPROCS, one per core); the outputs do not depend on it")
 	fs.StringVar(&o.shard, "shard", "", "run only the `i/n`-th slice of the points (0 <= i < n: the points whose index is i mod n; merge the shards with tune merge)")
-	fs.StringVar(&o.resume, "resume", "", "continue the sweep in `DIR` (its sweep.json gives every setting), skipping its finished runs")
+	fs.StringVar(&o.resume, "resume", "", "continue the sweep in `DIR` (its sweep.json gives every setting), skipping its finished runs; a sweep whose -out already holds it continues the same way")
 	fs.StringVar(&o.out, "out", "", "output `DIR` (default out/tune, or the -resume DIR)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
 	if err := fs.Parse(args); err != nil {

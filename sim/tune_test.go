@@ -3,11 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 func TestTuneHelpDocumentsEveryFlag(t *testing.T) {
@@ -104,5 +108,62 @@ func TestTuneRunsAndMerges(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "tune", "-resume", filepath.Join(dir, "whole"), "-quiet"); code != 0 {
 		t.Errorf("resume of a finished sweep: exit %d: %s", code, stderr)
+	}
+}
+
+// TestTuneJobArgs: the Kubernetes Job's args (k3s/tune-job.yaml), with each completion index
+// put in, are flags this tune reads into a valid sweep of the right shard.
+func TestTuneJobArgs(t *testing.T) {
+	data, err := os.ReadFile("../k3s/tune-job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	var completions int
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var obj struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Completions int `json:"completions"`
+				Template    struct {
+					Spec struct {
+						Containers []struct {
+							Args []string `json:"args"`
+						} `json:"containers"`
+					} `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.Kind == "Job" {
+			args, completions = obj.Spec.Template.Spec.Containers[0].Args, obj.Spec.Completions
+		}
+	}
+	if len(args) == 0 || args[0] != "tune" {
+		t.Fatalf("no tune Job in k3s/tune-job.yaml: %q", args)
+	}
+	space := filepath.Join(t.TempDir(), "space.json")
+	os.WriteFile(space, []byte(`{"scale_up_sustain": ["1m", "2m", "3m", "4m", "5m"]}`), 0o644)
+	for i := range completions {
+		a := slices.Clone(args[1:])
+		for k := range a {
+			a[k] = strings.ReplaceAll(a[k], "$(SHARD)", fmt.Sprint(i))
+			if a[k] == "/config/space.json" {
+				a[k] = space
+			}
+		}
+		o, err := parseTuneFlags(a, io.Discard)
+		if err != nil {
+			t.Fatalf("index %d: %v", i, err)
+		}
+		pl, err := tunePlan(o)
+		if err != nil {
+			t.Fatalf("index %d: %v", i, err)
+		}
+		if pl.Spec.Shard.Index != i || pl.Spec.Shard.Count != completions || !strings.HasSuffix(o.out, fmt.Sprint(i)) {
+			t.Errorf("index %d runs shard %s into %s", i, pl.Spec.Shard, o.out)
+		}
 	}
 }

@@ -70,7 +70,9 @@ type Progress interface {
 // Options are how a sweep runs; none of them changes its results.
 type Options struct {
 	Parallel int  // worlds at once (0: GOMAXPROCS)
-	Resume   bool // keep the runs already in the directory and skip them
+	// Resume requires the directory to hold the sweep already (a sweep into a directory that
+	// holds it continues it either way).
+	Resume bool
 	// Progress, when set, makes the progress display for this many runs.
 	Progress func(total int) Progress
 }
@@ -149,8 +151,9 @@ func mapValues(m map[runKey]Run) func(func(Run) bool) {
 	}
 }
 
-// prepareDir creates dir with the manifest, or with resume reads the runs it holds, which
-// must be of this sweep.
+// prepareDir creates dir with the manifest, or, when dir already holds this sweep's shard
+// (an interrupted run, a retried Kubernetes pod), reads the runs it has: they are skipped.
+// A directory of another sweep is an error; with resume the directory must hold the sweep.
 func prepareDir(pl *Plan, dir string, resume bool) (map[runKey]Run, error) {
 	man, err := pl.manifest()
 	if err != nil {
@@ -159,15 +162,13 @@ func prepareDir(pl *Plan, dir string, resume bool) (map[runKey]Run, error) {
 	done := map[runKey]Run{}
 	old, err := readFile(dir, FileManifest)
 	switch {
-	case err == nil && !resume:
-		return nil, fmt.Errorf("%s already holds a sweep: -resume %s continues it, or give another -out", dir, dir)
 	case err == nil:
 		_, m, err := readManifest(old)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
 		if m.Sweep != pl.ID || m.Shard != pl.Spec.Shard {
-			return nil, fmt.Errorf("%s holds another sweep (or shard): start this one in another -out", dir)
+			return nil, fmt.Errorf("%s holds another sweep (or shard %s): give another -out", dir, m.Shard)
 		}
 		runs, err := readRuns(dir)
 		if err != nil {
@@ -183,7 +184,7 @@ func prepareDir(pl *Plan, dir string, resume bool) (map[runKey]Run, error) {
 			}
 			done[r.key()] = r
 		}
-		return done, nil
+		return done, writeRuns(dir, runs) // drops a line cut short
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	case resume:
