@@ -69,7 +69,7 @@ type Progress interface {
 
 // Options are how a sweep runs; none of them changes its results.
 type Options struct {
-	Parallel int  // worlds at once (0: GOMAXPROCS)
+	Parallel int // worlds at once (0: GOMAXPROCS)
 	// Resume requires the directory to hold the sweep already (a sweep into a directory that
 	// holds it continues it either way).
 	Resume bool
