@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -53,6 +54,8 @@ Outputs (in -out):
   references.json    the base policy, the baselines and the oracle
   report.html        the recommendation, the Pareto plot (plots/pareto.png and .svg) and the frontier
   sweep.json, space.json, runs.jsonl   the sweep and every finished run (for -resume and merge)
+
+The garbage collector runs at GOGC=400 unless GOGC is set; GOMEMLIMIT bounds the heap.
 
 Flags:
 `
@@ -117,6 +120,11 @@ func runTune(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "sim tune:", err)
 		return 2
+	}
+	if os.Getenv("GOGC") == "" {
+		// worlds allocate fast and keep little: collecting at 5x the live heap instead of 2x
+		// saves about a tenth of the work (GOMEMLIMIT still bounds the heap)
+		debug.SetGCPercent(400)
 	}
 	out := o.out
 	switch {
