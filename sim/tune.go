@@ -66,7 +66,7 @@ type tuneOptions struct {
 	closedLoop, quiet                                                       bool
 	budget, parallel                                                        int
 	sampleSeed                                                              uint64
-	sloMinutes                                                              float64
+	sloMinutes, maxFlaps                                                    float64
 	set                                                                     map[string]bool // flags given
 }
 
@@ -88,6 +88,7 @@ func parseTuneFlags(args []string, stderr io.Writer) (tuneOptions, error) {
 	fs.IntVar(&o.budget, "budget", 100, "at most `N` points: the full grid when it has at most N points, else a Latin-hypercube sample of N")
 	fs.Uint64Var(&o.sampleSeed, "sample-seed", 1, "seed of the Latin-hypercube sample")
 	fs.Float64Var(&o.sloMinutes, "slo-minutes", 1, "the recommendation's budget: at most `M` SLO-violation minutes per run (mean over the seeds) on every scenario")
+	fs.Float64Var(&o.maxFlaps, "max-flaps", -1, "and at most `F` flaps (a scale-up and a scale-down within 10 minutes) per run on every scenario (-1: no limit)")
 	fs.IntVar(&o.parallel, "parallel", 0, "simulated worlds at once (`P`; 0: GOMAXPROCS, one per core); the outputs do not depend on it")
 	fs.StringVar(&o.shard, "shard", "", "run only the `i/n`-th slice of the points (0 <= i < n: the points whose index is i mod n; merge the shards with tune merge)")
 	fs.StringVar(&o.resume, "resume", "", "continue the sweep in `DIR` (its sweep.json gives every setting), skipping its finished runs; a sweep whose -out already holds it continues the same way")
@@ -237,7 +238,7 @@ func tuneSpec(o tuneOptions) (tune.Spec, error) {
 	if o.parallel < 0 {
 		errs = append(errs, fmt.Errorf("-parallel must be >= 0, got %d", o.parallel))
 	}
-	spec.Budget, spec.SampleSeed, spec.SLOMinutes = o.budget, o.sampleSeed, o.sloMinutes
+	spec.Budget, spec.SampleSeed, spec.SLOMinutes, spec.MaxFlaps = o.budget, o.sampleSeed, o.sloMinutes, o.maxFlaps
 	if err := errors.Join(errs...); err != nil {
 		return spec, err
 	}
@@ -268,6 +269,9 @@ func tuneCommand(o tuneOptions) string {
 		parts = append(parts, "-sample-seed", fmt.Sprint(o.sampleSeed))
 	}
 	parts = append(parts, "-slo-minutes", fmt.Sprint(o.sloMinutes))
+	if o.maxFlaps >= 0 {
+		parts = append(parts, "-max-flaps", fmt.Sprint(o.maxFlaps))
+	}
 	return strings.Join(parts, " ")
 }
 
@@ -331,6 +335,9 @@ func overlay(spec tune.Spec, o tuneOptions) (tune.Spec, error) {
 	}
 	if o.set["slo-minutes"] {
 		spec.SLOMinutes = o.sloMinutes
+	}
+	if o.set["max-flaps"] {
+		spec.MaxFlaps = o.maxFlaps
 	}
 	if o.set["scenario"] || o.set["replay"] {
 		if spec.Scenarios, err = tuneScenarios(o, spec.Base); err != nil {
@@ -414,12 +421,13 @@ func printTune(w io.Writer, sum *tune.Summary, out string) {
 		if base.Total.CostUSD > 0 {
 			pct = fmt.Sprintf(" (%+.1f%%)", 100*(b.Total.CostUSD/base.Total.CostUSD-1))
 		}
-		fmt.Fprintf(w, "best: point %d, $%.4f vs base $%.4f%s, %g vs %g SLO minutes (at most %g per run on every scenario)\n",
-			*b.Point, b.Total.CostUSD, base.Total.CostUSD, pct, b.Total.SLOMinutes, base.Total.SLOMinutes, s.SLOMinutes)
+		fmt.Fprintf(w, "best: point %d, $%.4f vs base $%.4f%s, %g vs %g SLO minutes, %g vs %g flaps (%s)\n",
+			*b.Point, b.Total.CostUSD, base.Total.CostUSD, pct, b.Total.SLOMinutes, base.Total.SLOMinutes,
+			b.Total.Flaps, base.Total.Flaps, tune.BudgetText(s))
 		fmt.Fprintf(w, "policy: %s (use with -policy, or as the Lambda's POLICY_JSON)\n", filepath.Join(out, tune.FileBest))
 	} else {
-		fmt.Fprintf(w, "best: none of the %d points has at most %g SLO minutes per run on every scenario (no %s); see the frontier\n",
-			len(sum.Points), s.SLOMinutes, tune.FileBest)
+		fmt.Fprintf(w, "best: none of the %d points has %s (no %s); see the frontier\n",
+			len(sum.Points), tune.BudgetText(s), tune.FileBest)
 	}
 	fmt.Fprintf(w, "report: %s\n", filepath.Join(out, tune.FileReport))
 }

@@ -20,7 +20,7 @@ func TestTuneHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("tune -h exit %d", code)
 	}
 	for _, f := range []string{"-space", "-scenario", "-replay", "-closed-loop", "-seeds", "-budget", "-slo-minutes", "-parallel",
-		"-shard", "-resume", "-out", "-policy", "-sample-seed", "tune merge", "points.jsonl", "frontier.json", "best-policy.json", "report.html"} {
+		"-shard", "-resume", "-out", "-policy", "-sample-seed", "-max-flaps", "tune merge", "points.jsonl", "frontier.json", "best-policy.json", "report.html"} {
 		if !strings.Contains(stderr, f) {
 			t.Errorf("tune -h does not document %s", f)
 		}

@@ -38,7 +38,7 @@ func reportHTML(sum *Summary, chart reports.Chart) ([]byte, error) {
 	d := htmlData{
 		Title:    fmt.Sprintf("SmartScale sweep: %d points", len(sum.Points)),
 		Command:  pl.Spec.Command,
-		Budget:   fmt.Sprintf("%g", pl.Spec.SLOMinutes),
+		Budget:   BudgetText(pl.Spec),
 		ChartSVG: template.URL("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString(chart.SVG)),
 	}
 	mode := fmt.Sprintf("the full grid of the space (%d points)", len(pl.Points))
@@ -80,7 +80,7 @@ func reportHTML(sum *Summary, chart reports.Chart) ([]byte, error) {
 			d.BestText = versus(l, b)
 		}
 	} else {
-		d.NoBest = fmt.Sprintf("No point has at most %g SLO-violation minutes per run on every scenario, so there is no best-policy.json: the frontier below shows what each extra SLO minute saves. Raise -slo-minutes or widen the space.", pl.Spec.SLOMinutes)
+		d.NoBest = fmt.Sprintf("No point has %s, so there is no best-policy.json: the frontier below shows what each extra SLO minute saves. Raise -slo-minutes (or -max-flaps) or widen the space.", BudgetText(pl.Spec))
 	}
 	var b bytes.Buffer
 	if err := tmpl.Execute(&b, d); err != nil {
@@ -96,6 +96,15 @@ func versus(l, base Line) string {
 		s += fmt.Sprintf(" (%+.1f%%)", 100*(l.Total.CostUSD/base.Total.CostUSD-1))
 	}
 	return s + fmt.Sprintf(", %g SLO-violation minutes instead of %g.", l.Total.SLOMinutes, base.Total.SLOMinutes)
+}
+
+// BudgetText says what the recommendation must meet.
+func BudgetText(s Spec) string {
+	t := fmt.Sprintf("at most %g SLO-violation minutes", s.SLOMinutes)
+	if s.MaxFlaps >= 0 {
+		t += fmt.Sprintf(" and %g flaps", s.MaxFlaps)
+	}
+	return t + " per run on every scenario"
 }
 
 func row(name string, l Line) htmlRow {
@@ -154,7 +163,7 @@ figure { margin: 1.5em 0; }
 {{end}}</table>
 
 <h2>Recommendation</h2>
-{{if .Best}}<p>The cheapest point with at most {{.Budget}} SLO-violation minutes per run on every scenario is
+{{if .Best}}<p>The cheapest point with {{.Budget}} is
 <b>{{.Best.Name}}</b>: <code>{{.Best.Policy}}</code>. {{.BestText}} Its full policy is <code>best-policy.json</code>:
 <code>go run ./sim -scenario flash-sale -policy best-policy.json -compare</code> shows it on one scenario, and the same
 file is the Lambda's <code>POLICY_JSON</code> (the Pulumi stack's policy setting).</p>

@@ -41,10 +41,12 @@ type Line struct {
 	// Frontier: no other point is cheaper in total without more SLO minutes, or has fewer
 	// SLO minutes without costing more (equal points: the first).
 	Frontier bool `json:"frontier"`
-	// WithinSLO: at most the budget's SLO minutes per run on every scenario.
-	WithinSLO bool               `json:"within_slo"`
-	Scenarios []ScenarioMeasures `json:"scenarios"`
-	Total     Measures           `json:"total"`
+	// WithinSLO: at most the budget's SLO minutes per run on every scenario; WithinFlaps: at
+	// most -max-flaps flaps per run on every scenario. The recommendation needs both.
+	WithinSLO   bool               `json:"within_slo"`
+	WithinFlaps bool               `json:"within_flaps"`
+	Scenarios   []ScenarioMeasures `json:"scenarios"`
+	Total       Measures           `json:"total"`
 }
 
 // Summary is a sweep's result.
@@ -130,7 +132,7 @@ func Summarize(pl *Plan, runs []Run) (*Summary, error) {
 		sum.Points[i].Frontier = true
 	}
 	for i, l := range sum.Points {
-		if !l.WithinSLO {
+		if !l.WithinSLO || !l.WithinFlaps {
 			continue
 		}
 		if b := sum.Best; b < 0 || better(l, sum.Points[b]) {
@@ -149,7 +151,7 @@ func better(a, b Line) bool {
 }
 
 func measure(pl *Plan, rs, oracle [][]Run) Line {
-	l := Line{WithinSLO: true}
+	l := Line{WithinSLO: true, WithinFlaps: true}
 	var tot Measures
 	var totOracle float64
 	for s, sc := range pl.Spec.Scenarios {
@@ -169,6 +171,9 @@ func measure(pl *Plan, rs, oracle [][]Run) Line {
 		m.XOracle = ratio(m.CostUSD, orc)
 		if m.SLOMinutes > pl.Spec.SLOMinutes {
 			l.WithinSLO = false
+		}
+		if pl.Spec.MaxFlaps >= 0 && m.Flaps > pl.Spec.MaxFlaps {
+			l.WithinFlaps = false
 		}
 		l.Scenarios = append(l.Scenarios, ScenarioMeasures{Scenario: sc.Scenario.Name, Measures: m})
 		tot.CostUSD += m.CostUSD

@@ -27,7 +27,7 @@ func testSpec(t testing.TB, space string) Spec {
 		t.Fatal(err)
 	}
 	return Spec{Space: []byte(space), Base: engine.DefaultPolicy(), Scenarios: []Scenario{{Source: "short.json", Scenario: sc}},
-		Seeds: []uint64{1, 2}, Budget: 100, SampleSeed: 1, SLOMinutes: 9, Shard: Whole, Command: "go run ./sim tune (test)"}
+		Seeds: []uint64{1, 2}, Budget: 100, SampleSeed: 1, SLOMinutes: 9, MaxFlaps: -1, Shard: Whole, Command: "go run ./sim tune (test)"}
 }
 
 func sweep(t *testing.T, spec Spec, dir string, opt Options) *Outcome {
@@ -203,6 +203,26 @@ func TestOutputsAgreeWithTheRuns(t *testing.T) {
 	pl, _ := NewPlan(spec)
 	if p != pl.Policies[best] {
 		t.Errorf("best-policy.json reads back as %+v, the point is %+v", p, pl.Policies[best])
+	}
+	// a flap limit leaves out the points that flap more
+	spec.MaxFlaps = 0
+	pl0, _ := NewPlan(spec)
+	runs, _ := readRuns(dir)
+	sum0, err := Summarize(pl0, runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range sum0.Points {
+		flaps := false
+		for _, s := range l.Scenarios {
+			flaps = flaps || s.Flaps > 0
+		}
+		if l.WithinFlaps == flaps {
+			t.Errorf("point %d: within_flaps %v with flaps %+v", *l.Point, l.WithinFlaps, l.Scenarios)
+		}
+	}
+	if b0, ok := sum0.BestLine(); ok && (!b0.WithinFlaps || !b0.WithinSLO) {
+		t.Errorf("best under max-flaps 0: %+v", b0)
 	}
 	// x oracle: the cost over the oracle's, which is 1 for the oracle itself
 	refs := res.Summary.References

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ type Spec struct {
 	Budget     int     // at most this many points: the grid when it fits, else a sample
 	SampleSeed uint64  // seed of the Latin-hypercube sample
 	SLOMinutes float64 // the recommendation's budget of SLO minutes per run, on every scenario
+	MaxFlaps   float64 // and its limit of flaps per run on every scenario (< 0: none)
 	Shard      Shard
 	// Command is the command line of the sweep (without -shard or -out), for the report.
 	Command string
@@ -143,6 +145,9 @@ func NewPlan(spec Spec) (*Plan, error) {
 	if spec.Shard.Count < 1 || spec.Shard.Index < 0 || spec.Shard.Index >= spec.Shard.Count {
 		errs = append(errs, fmt.Errorf("shard %s: want i/n with 0 <= i < n", spec.Shard))
 	}
+	if math.IsNaN(spec.MaxFlaps) {
+		errs = append(errs, errors.New("max-flaps is not a number"))
+	}
 	if spec.SLOMinutes < 0 {
 		errs = append(errs, fmt.Errorf("slo-minutes must be >= 0, got %v", spec.SLOMinutes))
 	}
@@ -190,7 +195,7 @@ func (pl *Plan) identity() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(h, "smartscale tune v1\nbase %s\nseeds %v\nslo %v\n", base, pl.Spec.Seeds, pl.Spec.SLOMinutes)
+	fmt.Fprintf(h, "smartscale tune v1\nbase %s\nseeds %v\nslo %v\nflaps %v\n", base, pl.Spec.Seeds, pl.Spec.SLOMinutes, pl.Spec.MaxFlaps)
 	for _, sc := range pl.Spec.Scenarios {
 		sum, err := scenarioHash(sc.Scenario)
 		if err != nil {
@@ -227,6 +232,7 @@ type manifest struct {
 	Budget     int                `json:"budget"`
 	SampleSeed uint64             `json:"sample_seed"`
 	SLOMinutes float64            `json:"slo_minutes"`
+	MaxFlaps   float64            `json:"max_flaps"`
 	Command    string             `json:"command"`
 	Scenarios  []manifestScenario `json:"scenarios"`
 }
@@ -251,7 +257,7 @@ func (pl *Plan) manifest() ([]byte, error) {
 	}
 	m := manifest{Version: manifestVersion, Sweep: pl.ID, Shard: pl.Spec.Shard, Mode: pl.Mode, Points: len(pl.Points),
 		Space: space.Bytes(), Base: base, Seeds: pl.Spec.Seeds, Budget: pl.Spec.Budget, SampleSeed: pl.Spec.SampleSeed,
-		SLOMinutes: pl.Spec.SLOMinutes, Command: pl.Spec.Command}
+		SLOMinutes: pl.Spec.SLOMinutes, MaxFlaps: pl.Spec.MaxFlaps, Command: pl.Spec.Command}
 	for _, sc := range pl.Spec.Scenarios {
 		sum, err := scenarioHash(sc.Scenario)
 		if err != nil {
@@ -278,7 +284,7 @@ func readManifest(data []byte) (Spec, manifest, error) {
 		return Spec{}, m, fmt.Errorf("sweep.json: base_policy: %w", err)
 	}
 	spec := Spec{Space: m.Space, Base: base, Seeds: m.Seeds, Budget: m.Budget, SampleSeed: m.SampleSeed,
-		SLOMinutes: m.SLOMinutes, Shard: m.Shard, Command: m.Command}
+		SLOMinutes: m.SLOMinutes, MaxFlaps: m.MaxFlaps, Shard: m.Shard, Command: m.Command}
 	for _, s := range m.Scenarios {
 		sum, err := scenarioHash(s.Scenario)
 		if err != nil {
@@ -330,6 +336,9 @@ func Differences(a, b Spec) []string {
 	}
 	if a.SLOMinutes != b.SLOMinutes {
 		out = append(out, fmt.Sprintf("-slo-minutes (%v vs %v)", a.SLOMinutes, b.SLOMinutes))
+	}
+	if a.MaxFlaps != b.MaxFlaps {
+		out = append(out, fmt.Sprintf("-max-flaps (%v vs %v)", a.MaxFlaps, b.MaxFlaps))
 	}
 	if a.Shard != b.Shard {
 		out = append(out, fmt.Sprintf("-shard (%s vs %s)", a.Shard, b.Shard))

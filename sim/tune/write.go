@@ -112,7 +112,7 @@ func pointsCSV(sum *Summary) ([]byte, error) {
 	for _, d := range sum.Plan.Space.Dims {
 		head = append(head, d.Key)
 	}
-	head = append(head, "frontier", "within_slo", "total_cost_usd", "total_slo_minutes", "total_slo_minutes_max",
+	head = append(head, "frontier", "within_slo", "within_flaps", "total_cost_usd", "total_slo_minutes", "total_slo_minutes_max",
 		"total_p95_ms", "total_flaps", "total_x_oracle")
 	for _, sc := range sum.Plan.Spec.Scenarios {
 		n := sc.Scenario.Name
@@ -134,7 +134,7 @@ func pointsCSV(sum *Summary) ([]byte, error) {
 			row = append(row, cell(v))
 		}
 		t := l.Total
-		row = append(row, strconv.FormatBool(l.Frontier), strconv.FormatBool(l.WithinSLO), f(t.CostUSD), f(t.SLOMinutes),
+		row = append(row, strconv.FormatBool(l.Frontier), strconv.FormatBool(l.WithinSLO), strconv.FormatBool(l.WithinFlaps), f(t.CostUSD), f(t.SLOMinutes),
 			strconv.Itoa(t.SLOMinutesMax), f(t.P95Ms), f(t.Flaps), ptr(t.XOracle))
 		for _, s := range l.Scenarios {
 			row = append(row, f(s.CostUSD), f(s.SLOMinutes), strconv.Itoa(s.SLOMinutesMax), f(s.P95Ms), ptr(s.XOracle))
