@@ -39,14 +39,22 @@ const (
 // Decision is the value Decide returns. It has the same shape everywhere a decision is shown:
 // decisions.jsonl, the runtime's explain mode and flight records, replays and reports.
 type Decision struct {
-	Action   Action   `json:"action"`
-	Delta    int      `json:"delta"`              // workers added (> 0) or removed (< 0)
-	Reason   string   `json:"reason"`             // the rule and the figures behind it
-	Node     string   `json:"node,omitempty"`     // the node to remove (scale_down)
-	Instance string   `json:"instance,omitempty"` // its instance
-	Triggers []string `json:"triggers,omitempty"` // rules that fired
-	Workers  int      `json:"workers"`            // worker capacity (registered + launching) now
-	Target   int      `json:"target"`             // worker capacity after the action
+	Action   Action `json:"action"`
+	Delta    int    `json:"delta"`              // workers added (> 0) or removed (< 0)
+	Reason   string `json:"reason"`             // the rule and the figures behind it
+	Node     string `json:"node,omitempty"`     // the node to remove (scale_down)
+	Instance string `json:"instance,omitempty"` // its instance
+	// Also are the further nodes a multi-node scale-down removes (the requests rule).
+	Also     []NodeRef `json:"also,omitempty"`
+	Triggers []string  `json:"triggers,omitempty"` // rules that fired
+	Workers  int       `json:"workers"`            // worker capacity (registered + launching) now
+	Target   int       `json:"target"`             // worker capacity after the action
+}
+
+// NodeRef names a node and its instance.
+type NodeRef struct {
+	Node     string `json:"node"`
+	Instance string `json:"instance,omitempty"`
 }
 
 // Acts reports whether the decision asks for a change.
@@ -138,6 +146,7 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 	}
 
 	var reason string
+	var also []Node // further nodes of a multi-node scale-down
 	pick := pickNode
 	if capacity > p.MaxWorkers {
 		d.Triggers = []string{TriggerAboveMax}
@@ -154,18 +163,21 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 			hold = append(hold, fmt.Sprintf("memory %.1f%% >= %g%%", v, p.ScaleDownMemoryPercent))
 		}
 		switch {
-		case len(hold) == 0:
+		case len(hold) == 0 && p.ScaleDownRequestedPercent == 0:
 			d.Triggers = []string{TriggerLow}
 			reason = fmt.Sprintf("cpu max over %v %.1f%% < %g%%, no pods pending, memory %.1f%% < %g%%",
 				p.ScaleDownSustain, r.CPULowMax.Value, p.ScaleDownCPUPercent, r.Memory.Value, p.ScaleDownMemoryPercent)
 		case p.ScaleDownRequestedPercent > 0:
-			node, why, ok := requestsLow(p, obs, pv)
+			// the requests rule replaces the usage rule: pods, not CPU, decide whether a
+			// worker can go (low usage on full requests frees no node)
+			nodes, why, ok := requestsLow(p, obs, pv, capacity-p.MinWorkers)
 			if !ok {
-				return d.with(ActionNone, 0, "steady: "+strings.Join(append(hold, why), "; "))
+				return d.with(ActionNone, 0, "steady: "+why)
 			}
 			d.Triggers = []string{TriggerLowRequests}
 			reason = why
-			pick = func(Observation) (Node, bool) { return node, true }
+			also = nodes[1:]
+			pick = func(Observation) (Node, bool) { return nodes[0], true }
 		default:
 			return d.with(ActionNone, 0, "steady: "+strings.Join(hold, "; "))
 		}
@@ -187,7 +199,7 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 	}
 	if capacity <= p.MaxWorkers {
 		nodes := float64(capacity + p.ControlPlaneNodes)
-		after := nodes / (nodes - 1)
+		after := nodes / (nodes - 1 - float64(len(also)))
 		if cpu := r.CPULowMax.Value * after; cpu >= p.ScaleUpCPUPercent {
 			return d.with(ActionNone, 0, fmt.Sprintf("removing a node would lift cpu to %.1f%% (>= %g%%): %s", cpu, p.ScaleUpCPUPercent, reason))
 		}
@@ -200,7 +212,15 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		return d.with(ActionNone, 0, "no removable worker (ready, schedulable, managed, no critical pods): "+reason)
 	}
 	d.Node, d.Instance = node.Name, node.InstanceID
-	return d.with(ActionScaleDown, -1, fmt.Sprintf("%s; removing %s (%d pods)", reason, node.Name, node.Pods))
+	if len(also) == 0 {
+		return d.with(ActionScaleDown, -1, fmt.Sprintf("%s; removing %s (%d pods)", reason, node.Name, node.Pods))
+	}
+	pods := node.Pods
+	for _, n := range also {
+		d.Also = append(d.Also, NodeRef{Node: n.Name, Instance: n.InstanceID})
+		pods += n.Pods
+	}
+	return d.with(ActionScaleDown, -1-len(also), fmt.Sprintf("%s; removing %d nodes (%d pods)", reason, 1+len(also), pods))
 }
 
 func (d Decision) with(a Action, delta int, reason string) Decision {

@@ -132,8 +132,8 @@ func appShape(res ClusterResources) Resources {
 // demandOf reads the app pods wanted now and PredictHorizon ahead. The HPAs' desired
 // replicas are what they want for the load the pods serve; a saturated app turns requests
 // away (5xx), and its HPA cannot see that load, so the replicas grow by offered/served. The
-// prediction grows them by the predicted rate over the current one when that is more than
-// the HPA's tolerance.
+// prediction grows them by the busy cores predicted over the busy cores now, when that is
+// more than the HPA's tolerance (a smaller change makes no pods).
 func demandOf(p Policy, r Readings) (ok bool, demand, predicted float64, why string) {
 	if !p.ScaleUpOnDemand && p.PredictHorizon <= 0 {
 		return false, 0, 0, ""
@@ -155,14 +155,14 @@ func demandOf(p Policy, r Readings) (ok bool, demand, predicted float64, why str
 	}
 	predicted = demand
 	if p.PredictHorizon > 0 {
-		pr := r.RequestRatePredicted
+		now, pr := r.BusyCores, r.BusyCoresPredicted
 		switch {
-		case !pr.OK():
-			parts = append(parts, "prediction "+problemText(pr))
-		case rate.OK() && rate.Value > 0 && pr.Value > rate.Value*(1+hpaTolerance):
-			g := pr.Value / rate.Value
+		case !now.OK() || !pr.OK():
+			parts = append(parts, "prediction "+problemText(cmpReading(now, pr)))
+		case now.Value > 0 && pr.Value > now.Value*(1+hpaTolerance):
+			g := pr.Value / now.Value
 			predicted = demand * g
-			parts = append(parts, fmt.Sprintf("x %.2f predicted in %v (%.0f req/s)", g, p.PredictHorizon, pr.Value))
+			parts = append(parts, fmt.Sprintf("x %.2f predicted in %v (%.2f of %.2f busy cores)", g, p.PredictHorizon, pr.Value, now.Value))
 		}
 	}
 	return true, demand, predicted, strings.Join(parts, " ")
@@ -206,22 +206,34 @@ func (v podView) upNeed(p Policy, limit int) (triggers []string, nodes int, why 
 		nodes = max(nodes, res.NewNodes)
 	}
 	if v.demandOK {
-		need := v.need(p)
-		if short := need - v.slots; short > 0 {
+		// A demand that does not fit is sized on itself, measured; only when it fits does
+		// the prediction size a scale-up (a linear extrapolation overshoots where a ramp
+		// ends, and the measured shortage is the better figure then).
+		now := int(math.Ceil(v.demand-1e-9)) + p.HeadroomPods
+		name, need := TriggerDemand, now
+		if now <= v.slots {
+			name, need = TriggerPredicted, v.need(p)
+		}
+		// The shortfall is what the nodes for the unschedulable pods leave. One within the
+		// HPA's tolerance of the demand is within the estimate's own error (rate windows lag,
+		// the HPA rounds): the pods it would make, if any, are sized exactly by the
+		// unschedulable rule when they appear.
+		fit := v.slots + nodes*slotsIn(v.shape.Room, v.app)
+		short := need - fit
+		if short > 0 && float64(short) > hpaTolerance*float64(need) && (name == TriggerPredicted || p.ScaleUpOnDemand) {
 			k := v.nodesFor(short)
-			name := TriggerDemand
-			if v.predicted > v.demand && int(math.Ceil(v.demand-1e-9))+p.HeadroomPods <= v.slots {
-				name = TriggerPredicted // only the prediction does not fit
+			triggers = append(triggers, name)
+			w := fmt.Sprintf("%d app pods wanted (%s", need, v.demandWhy)
+			if p.HeadroomPods > 0 {
+				w += fmt.Sprintf(", + %d headroom", p.HeadroomPods)
 			}
-			if (name == TriggerDemand && p.ScaleUpOnDemand) || name == TriggerPredicted {
-				triggers = append(triggers, name)
-				w := fmt.Sprintf("%d app pods wanted (%s", need, v.demandWhy)
-				if p.HeadroomPods > 0 {
-					w += fmt.Sprintf(", + %d headroom", p.HeadroomPods)
-				}
-				why = append(why, fmt.Sprintf("%s), %d fit: %d pods need %d nodes of %s", w, v.slots, short, k, typ))
-				nodes = max(nodes, k)
+			if nodes > 0 {
+				w += fmt.Sprintf("), %d fit with those nodes: %d more pods need %d more nodes of %s", fit, short, k, typ)
+			} else {
+				w += fmt.Sprintf("), %d fit: %d pods need %d nodes of %s", fit, short, k, typ)
 			}
+			why = append(why, w)
+			nodes += k
 		}
 	}
 	return triggers, min(nodes, limit), why

@@ -21,50 +21,89 @@ func (t *tick) terminate(opID, id, why string) error {
 	}
 	t.act(a)
 	t.obs.Instances = slices.DeleteFunc(t.obs.Instances, func(in Instance) bool { return in.ID == id })
+	if t.terminated == nil {
+		t.terminated = map[string]bool{}
+	}
+	t.terminated[id] = true
 	t.obs.countWorkers(t.s.Policy, t.s.Cluster != nil)
 	return nil
 }
 
+// scaleDown starts one operation per node of the decision: the first in the slot, the others
+// (a multi-node scale-down) beside it in Finishing; each is written before its node is
+// cordoned and goes its own way (drained, terminated, or given back).
 func (t *tick) scaleDown(d Decision) error {
+	nodes := append([]NodeRef{{Node: d.Node, Instance: d.Instance}}, d.Also...)
 	if t.s.DryRun {
-		t.act(Act{Kind: "cordon", Node: d.Node, Instances: []string{d.Instance}, Result: "dry_run"})
+		for _, n := range nodes {
+			t.act(Act{Kind: "cordon", Node: n.Node, Instances: []string{n.Instance}, Result: "dry_run"})
+		}
 		return nil
 	}
-	t.st.Seq++
-	op := &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleDown,
-		Phase: PhaseCordoned, Started: t.now, Node: d.Node, Instance: d.Instance, Reason: d.Reason}
-	t.st.Operation = op
+	var ops []*Operation
+	for i, n := range nodes {
+		t.st.Seq++
+		op := &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleDown,
+			Phase: PhaseCordoned, Started: t.now, Node: n.Node, Instance: n.Instance, Reason: d.Reason}
+		if i == 0 {
+			t.st.Operation = op
+		} else {
+			t.st.Finishing = append(t.st.Finishing, op)
+		}
+		ops = append(ops, op)
+	}
 	t.st.LastScaleDown = t.now
 	if err := t.save(); err != nil {
 		return err
 	}
-	return t.continueDrain(op)
+	for _, op := range ops {
+		done, err := t.continueDrain(op)
+		if done {
+			t.drop(op)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// continueDrain moves the slot's scale-down along: cordon -> drain (one Drain call per tick)
-// -> terminate -> delete the node; or uncordon when the drain fails or times out.
-func (t *tick) continueDrain(op *Operation) error {
+// drop removes an ended operation from the slot or from Finishing.
+func (t *tick) drop(op *Operation) {
+	if t.st.Operation == op {
+		t.st.Operation = nil
+		return
+	}
+	t.st.Finishing = slices.DeleteFunc(t.st.Finishing, func(o *Operation) bool { return o == op })
+	if len(t.st.Finishing) == 0 {
+		t.st.Finishing = nil
+	}
+}
+
+// continueDrain moves a scale-down along: cordon -> drain (one Drain call per tick) ->
+// terminate -> delete the node; or uncordon when the drain fails or times out. It reports
+// done when the operation has ended.
+func (t *tick) continueDrain(op *Operation) (done bool, err error) {
 	if op.Phase == PhaseCordoned {
 		if err := t.guard("cordon"); err != nil {
-			return err
+			return false, err
 		}
 		if err := t.s.Cluster.Cordon(t.ctx, op.Node); err != nil {
 			t.act(Act{Kind: "cordon", Operation: op.ID, Node: op.Node, Result: "failed", Error: err.Error(), ErrorKind: string(KindOf(err))})
 			if IsNotFound(err) {
-				t.st.Operation = nil
-				return nil
+				return true, nil
 			}
 			return t.abortDrain(op, "cordon failed: "+err.Error())
 		}
 		t.act(Act{Kind: "cordon", Operation: op.ID, Node: op.Node, Result: "ok"})
 		op.Phase = PhaseDraining
 		if err := t.save(); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if op.Phase == PhaseDraining {
 		if err := t.guard("drain"); err != nil {
-			return err
+			return false, err
 		}
 		ds, err := t.s.Cluster.Drain(t.ctx, op.Node)
 		a := Act{Kind: "drain", Operation: op.ID, Node: op.Node, Count: ds.Remaining, Result: "in_progress"}
@@ -85,7 +124,7 @@ func (t *tick) continueDrain(op *Operation) error {
 		case err == nil && ds.Done:
 			op.Phase = PhaseTerminating
 			if err := t.save(); err != nil {
-				return err
+				return false, err
 			}
 		case t.now.Sub(op.Started) >= t.s.Policy.DrainTimeout:
 			why := fmt.Sprintf("drain not finished after %v (%d pods left)", t.s.Policy.DrainTimeout, ds.Remaining)
@@ -94,21 +133,16 @@ func (t *tick) continueDrain(op *Operation) error {
 			}
 			return t.abortDrain(op, why)
 		default:
-			return nil // keep draining next tick
+			return false, nil // keep draining next tick
 		}
 	}
-	var done bool
-	var err error
 	switch op.Phase {
 	case PhaseTerminating:
-		done, err = t.retire(op)
+		return t.retire(op)
 	case PhaseUncordoning:
-		done, err = t.giveBack(op)
+		return t.giveBack(op)
 	}
-	if done {
-		t.st.Operation = nil
-	}
-	return err
+	return false, nil
 }
 
 // retire terminates a drained node's instance and deletes the node object. A failed
@@ -150,20 +184,17 @@ func (t *tick) retire(op *Operation) (done bool, err error) {
 	return true, nil
 }
 
-// abortDrain gives the slot's cordoned node back and drops the operation; when the uncordon
-// fails, the operation stays (phase uncordoning) and the uncordon is retried with backoff.
-func (t *tick) abortDrain(op *Operation, why string) error {
+// abortDrain gives a cordoned node back; it reports done when the uncordon went through.
+// When it fails, the operation stays (phase uncordoning) and the uncordon is retried with
+// backoff.
+func (t *tick) abortDrain(op *Operation, why string) (done bool, err error) {
 	op.Phase = PhaseUncordoning
-	done, err := t.uncordon(op, why)
-	if err != nil {
-		return err
+	if done, err = t.uncordon(op, why); err != nil {
+		return false, err
 	}
 	t.event(EventFailure, Decision{Action: ActionScaleDown, Delta: -1, Node: op.Node, Instance: op.Instance, Reason: op.Reason},
 		"Scale-down of "+op.Node+" abandoned: "+why, why)
-	if done {
-		t.st.Operation = nil
-	}
-	return nil
+	return done, nil
 }
 
 // giveBack retries the uncordon of an abandoned scale-down once its backoff has passed.

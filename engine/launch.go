@@ -93,10 +93,14 @@ func (t *tick) sweepOrphans() error {
 }
 
 func (t *tick) scaleUp(d Decision) error {
-	op := t.st.Operation
-	draining := op != nil && op.Kind == OpScaleDown && (op.Phase == PhaseCordoned || op.Phase == PhaseDraining)
+	var draining []*Operation
+	for _, op := range t.st.Open() {
+		if op.Kind == OpScaleDown && (op.Phase == PhaseCordoned || op.Phase == PhaseDraining) {
+			draining = append(draining, op)
+		}
+	}
 	if t.s.DryRun {
-		if draining {
+		for _, op := range draining {
 			t.act(Act{Kind: "uncordon", Operation: op.ID, Node: op.Node, Result: "dry_run", Error: "scale-up needed"})
 		}
 		t.act(Act{Kind: "launch", Count: d.Delta, Result: "dry_run"})
@@ -106,9 +110,13 @@ func (t *tick) scaleUp(d Decision) error {
 	// A scale-down still cordoned or draining is given up: its node, uncordoned, is capacity
 	// at once. A drained node whose terminate failed, a node whose uncordon failed, and a
 	// scale-up whose instances still join finish beside the new operation.
-	if draining {
-		if err := t.abortDrain(op, "scale-up needed: "+d.Reason); err != nil {
+	for _, op := range draining {
+		done, err := t.abortDrain(op, "scale-up needed: "+d.Reason)
+		if err != nil {
 			return err
+		}
+		if done {
+			t.drop(op)
 		}
 	}
 	if t.st.Operation != nil {

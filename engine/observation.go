@@ -75,12 +75,13 @@ type Readings struct {
 	MetricAge  Reading `json:"metric_age"`
 
 	// The rules' readings: zero (and left out of the JSON) when the policy does not ask them.
-	HPADesired           Reading `json:"hpa_desired,omitzero"`
-	RequestRate          Reading `json:"request_rate,omitzero"`
-	ServedRate           Reading `json:"served_rate,omitzero"`
-	RequestRatePredicted Reading `json:"request_rate_predicted,omitzero"`
-	RequestedCPUMax      Reading `json:"requested_cpu_max,omitzero"`
-	RequestedMemoryMax   Reading `json:"requested_memory_max,omitzero"`
+	HPADesired         Reading `json:"hpa_desired,omitzero"`
+	RequestRate        Reading `json:"request_rate,omitzero"`
+	ServedRate         Reading `json:"served_rate,omitzero"`
+	BusyCores          Reading `json:"busy_cores,omitzero"`
+	BusyCoresPredicted Reading `json:"busy_cores_predicted,omitzero"`
+	RequestedCPUMax    Reading `json:"requested_cpu_max,omitzero"`
+	RequestedMemoryMax Reading `json:"requested_memory_max,omitzero"`
 }
 
 func (r *Readings) field(name string) *Reading {
@@ -107,8 +108,10 @@ func (r *Readings) field(name string) *Reading {
 		return &r.RequestRate
 	case ReadingServedRate:
 		return &r.ServedRate
-	case ReadingRequestRatePredicted:
-		return &r.RequestRatePredicted
+	case ReadingBusyCores:
+		return &r.BusyCores
+	case ReadingBusyCoresPredicted:
+		return &r.BusyCoresPredicted
 	case ReadingRequestedCPUMax:
 		return &r.RequestedCPUMax
 	case ReadingRequestedMemoryMax:

@@ -24,13 +24,13 @@ func pack(pods []Resources, bins []Resources, shape Resources, limit int) packRe
 	var res packResult
 	var opened []Resources
 	for _, p := range sorted {
-		if !shape.Fits(p) {
-			res.Unplaceble++
-			continue
-		}
 		if i := firstFit(bins, p); i >= 0 {
 			bins[i] = bins[i].Sub(p)
 			res.Placed++
+			continue
+		}
+		if !shape.Fits(p) {
+			res.Unplaceble++
 			continue
 		}
 		if i := firstFit(opened, p); i >= 0 {

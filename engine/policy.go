@@ -239,6 +239,12 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 	for _, n := range p.ReadingNames() {
 		q[n] = p.Queries.Get(n)
 	}
+	def := DefaultQueries()
+	for _, n := range RuleQueryNames() { // an override kept for a rule that is off
+		if v := p.Queries.Get(n); v != def.Get(n) {
+			q[n] = v
+		}
+	}
 	var preset *string
 	base := briefRules()
 	if p.Preset != "" && p.Preset != PresetBrief {

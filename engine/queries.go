@@ -25,12 +25,13 @@ type Queries struct {
 	MetricAge  string // seconds since the newest node-exporter sample
 
 	// Readings of the rules beyond the brief, asked only by a policy that uses them.
-	HPADesired           string // replicas the HPAs want now
-	RequestRate          string // requests/s offered to the app, every answer code
-	ServedRate           string // requests/s the app answered without a 5xx
-	RequestRatePredicted string // RequestRate predicted $predict_horizon ahead over $predict_window
-	RequestedCPUMax      string // max over $down_window of the schedulable workers' requested CPU %
-	RequestedMemoryMax   string // the same for memory
+	HPADesired         string // replicas the HPAs want now
+	RequestRate        string // requests/s offered to the app, every answer code
+	ServedRate         string // requests/s the app answered without a 5xx
+	BusyCores          string // CPU cores busy on every node, now
+	BusyCoresPredicted string // BusyCores predicted $predict_horizon ahead over $predict_window
+	RequestedCPUMax    string // max over $down_window of the schedulable workers' requested CPU %
+	RequestedMemoryMax string // the same for memory
 }
 
 // BriefCPUQuery is the product brief's CPU query. It averages every non-idle mode series
@@ -54,7 +55,12 @@ func requestedShare(resource string) string {
 
 // requestRate is the app's request rate from its http_requests_total counter (the demo app's
 // and most HTTP libraries' name); served excludes 5xx answers (what a saturated app sheds).
+//
+// busyCores is the CPU the nodes spend, in cores: an aggregate that pod and node churn
+// barely move (a new pod's request counter lags its first minute; a node's CPU counters are
+// there from boot), so the predictive rule extrapolates it rather than the request rate.
 const (
+	busyCores   = `sum(rate(node_cpu_seconds_total{mode!="idle"}[1m]))`
 	requestRate = `sum(rate(http_requests_total[1m]))`
 	servedRate  = `sum(rate(http_requests_total{code!~"5.."}[1m]))`
 )
@@ -71,12 +77,13 @@ func DefaultQueries() Queries {
 		Nodes:      `count(kube_node_info)`,
 		MetricAge:  `time() - max(timestamp(node_memory_MemAvailable_bytes))`,
 
-		HPADesired:           `sum(kube_horizontalpodautoscaler_status_desired_replicas)`,
-		RequestRate:          requestRate,
-		ServedRate:           servedRate,
-		RequestRatePredicted: `predict_linear((` + requestRate + `)[$predict_window:15s], $predict_horizon_seconds)`,
-		RequestedCPUMax:      `max_over_time((` + requestedShare("cpu") + `)[$down_window:15s])`,
-		RequestedMemoryMax:   `max_over_time((` + requestedShare("memory") + `)[$down_window:15s])`,
+		HPADesired:         `sum(kube_horizontalpodautoscaler_status_desired_replicas)`,
+		RequestRate:        requestRate,
+		ServedRate:         servedRate,
+		BusyCores:          busyCores,
+		BusyCoresPredicted: `predict_linear((` + busyCores + `)[$predict_window:15s], $predict_horizon_seconds)`,
+		RequestedCPUMax:    `max_over_time((` + requestedShare("cpu") + `)[$down_window:15s])`,
+		RequestedMemoryMax: `max_over_time((` + requestedShare("memory") + `)[$down_window:15s])`,
 	}
 }
 
@@ -91,12 +98,13 @@ const (
 	ReadingNodes      = "nodes"
 	ReadingMetricAge  = "metric_age"
 
-	ReadingHPADesired           = "hpa_desired"
-	ReadingRequestRate          = "request_rate"
-	ReadingServedRate           = "served_rate"
-	ReadingRequestRatePredicted = "request_rate_predicted"
-	ReadingRequestedCPUMax      = "requested_cpu_max"
-	ReadingRequestedMemoryMax   = "requested_memory_max"
+	ReadingHPADesired         = "hpa_desired"
+	ReadingRequestRate        = "request_rate"
+	ReadingServedRate         = "served_rate"
+	ReadingBusyCores          = "busy_cores"
+	ReadingBusyCoresPredicted = "busy_cores_predicted"
+	ReadingRequestedCPUMax    = "requested_cpu_max"
+	ReadingRequestedMemoryMax = "requested_memory_max"
 )
 
 // QueryNames lists the brief's reading names in query order: every policy asks them.
@@ -108,7 +116,7 @@ func QueryNames() []string {
 // RuleQueryNames lists the readings of the rules beyond the brief, in query order; a policy
 // asks only those its rules use (Policy.ReadingNames).
 func RuleQueryNames() []string {
-	return []string{ReadingHPADesired, ReadingRequestRate, ReadingServedRate, ReadingRequestRatePredicted,
+	return []string{ReadingHPADesired, ReadingRequestRate, ReadingServedRate, ReadingBusyCores, ReadingBusyCoresPredicted,
 		ReadingRequestedCPUMax, ReadingRequestedMemoryMax}
 }
 
@@ -123,7 +131,7 @@ func (p Policy) ReadingNames() []string {
 		names = append(names, ReadingHPADesired, ReadingRequestRate, ReadingServedRate)
 	}
 	if p.PredictHorizon > 0 {
-		names = append(names, ReadingRequestRatePredicted)
+		names = append(names, ReadingBusyCores, ReadingBusyCoresPredicted)
 	}
 	if p.ScaleDownRequestedPercent > 0 {
 		names = append(names, ReadingRequestedCPUMax, ReadingRequestedMemoryMax)
@@ -155,8 +163,10 @@ func (q *Queries) field(name string) *string {
 		return &q.RequestRate
 	case ReadingServedRate:
 		return &q.ServedRate
-	case ReadingRequestRatePredicted:
-		return &q.RequestRatePredicted
+	case ReadingBusyCores:
+		return &q.BusyCores
+	case ReadingBusyCoresPredicted:
+		return &q.BusyCoresPredicted
 	case ReadingRequestedCPUMax:
 		return &q.RequestedCPUMax
 	case ReadingRequestedMemoryMax:

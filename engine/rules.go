@@ -39,6 +39,9 @@ type Rules struct {
 	// removed while the schedulable workers' requested CPU and memory, over ScaleDownSustain
 	// and with those workers gone, stay under this share, and their pods fit on the others.
 	ScaleDownRequestedPercent float64
+	// ScaleDownMaxStep bounds the workers one requests-based scale-down removes at once
+	// (each is its own operation, drained beside the others).
+	ScaleDownMaxStep int
 	// ScaleUpOnUsage: the brief's CPU and memory triggers (on in both presets).
 	ScaleUpOnUsage bool
 }
@@ -60,7 +63,7 @@ func PresetNames() []string { return []string{PresetBrief, PresetResponsive} }
 
 // briefRules are the brief's: none of the rules beyond it.
 func briefRules() Rules {
-	return Rules{ScaleUpSizing: SizingMetrics, ScaleUpOnUsage: true,
+	return Rules{ScaleUpSizing: SizingMetrics, ScaleUpOnUsage: true, ScaleDownMaxStep: 1,
 		NodeReserveCPUm: 100, NodeReserveMemoryMiB: 600, PredictWindow: 3 * time.Minute}
 }
 
@@ -85,12 +88,12 @@ func ResponsivePolicy() Policy {
 	p.ScaleUpSizing = SizingPods
 	p.ScaleUpOnUnschedulable = true
 	p.ScaleUpOnDemand = true
-	p.PredictHorizon = 2 * time.Minute
 	p.ScaleUpMaxStep = p.MaxWorkers
 	p.ScaleUpCooldown = 0
 	p.ScaleDownCooldown = 0
-	p.ScaleDownRequestedPercent = 75
-	p.ScaleDownSustain = 5 * time.Minute
+	p.ScaleDownRequestedPercent = 100
+	p.ScaleDownSustain = 3 * time.Minute
+	p.ScaleDownMaxStep = p.MaxWorkers / 2
 	return p
 }
 
@@ -118,8 +121,11 @@ func (r Rules) validate(p Policy) []error {
 	if r.NodeReserveCPUm < 0 || r.NodeReserveMemoryMiB < 0 {
 		bad("node_reserve_cpu_millicores and node_reserve_memory_mib must be >= 0")
 	}
-	if v := r.ScaleDownRequestedPercent; math.IsNaN(v) || v < 0 || v >= 100 {
-		bad("scale_down_requested_percent must be 0 (off) or in (0, 100), got %v", v)
+	if v := r.ScaleDownRequestedPercent; math.IsNaN(v) || v < 0 || v > 100 {
+		bad("scale_down_requested_percent must be 0 (off) or in (0, 100], got %v", v)
+	}
+	if r.ScaleDownMaxStep < 1 {
+		bad("scale_down_max_step must be >= 1, got %d", r.ScaleDownMaxStep)
 	}
 	if r.ScaleUpSizing == SizingMetrics && (r.ScaleUpOnUnschedulable || r.ScaleUpOnDemand || r.PredictHorizon > 0 || r.HeadroomPods > 0) {
 		bad("scale_up_on_unschedulable, scale_up_on_demand, predict_horizon and headroom_pods size by pods: set scale_up_sizing to %q", SizingPods)
@@ -140,6 +146,7 @@ type rulesFile struct {
 	NodeReserveCPUm           *int     `json:"node_reserve_cpu_millicores,omitempty"`
 	NodeReserveMemoryMiB      *int     `json:"node_reserve_memory_mib,omitempty"`
 	ScaleDownRequestedPercent *float64 `json:"scale_down_requested_percent,omitempty"`
+	ScaleDownMaxStep          *int     `json:"scale_down_max_step,omitempty"`
 }
 
 func (f rulesFile) apply(r *Rules) []error {
@@ -165,6 +172,7 @@ func (f rulesFile) apply(r *Rules) []error {
 	set(&r.NodeReserveCPUm, f.NodeReserveCPUm)
 	set(&r.NodeReserveMemoryMiB, f.NodeReserveMemoryMiB)
 	set(&r.ScaleDownRequestedPercent, f.ScaleDownRequestedPercent)
+	set(&r.ScaleDownMaxStep, f.ScaleDownMaxStep)
 	return errs
 }
 
@@ -208,6 +216,9 @@ func (r Rules) file(b Rules) rulesFile {
 	}
 	if r.ScaleDownRequestedPercent != b.ScaleDownRequestedPercent {
 		f.ScaleDownRequestedPercent = &r.ScaleDownRequestedPercent
+	}
+	if r.ScaleDownMaxStep != b.ScaleDownMaxStep {
+		f.ScaleDownMaxStep = &r.ScaleDownMaxStep
 	}
 	return f
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // Which worker a scale-down removes, and the rules that allow one: the brief's usage rule
@@ -48,32 +49,36 @@ func removable(obs Observation) []Node {
 }
 
 // requestsLow is the requests rule (cluster-autoscaler's scale-down, on the whole cluster's
-// requests): the removable worker, least requested first, whose removal keeps the
-// schedulable workers' requested CPU and memory, at their highest over ScaleDownSustain,
-// under ScaleDownRequestedPercent; whose movable pods fit on the other workers now; and after
-// whose removal the app pods wanted (and predicted, and the headroom) still fit. It returns
-// the node and the reason, or why no node qualifies.
-func requestsLow(p Policy, obs Observation, pv podView) (Node, string, bool) {
+// requests): the removable workers, least requested first, up to ScaleDownMaxStep, each
+// taken only if, without it and those taken before it, the schedulable workers' requested
+// CPU and memory, at their highest over ScaleDownSustain, stay within
+// ScaleDownRequestedPercent; its movable pods fit, first-fit-decreasing, on the workers that
+// stay (after the pods of the nodes taken before it); and the app pods wanted (and
+// predicted, and the headroom) still fit; at most limit of them (what min_workers leaves). It
+// returns the nodes and the reason, or why none qualifies.
+func requestsLow(p Policy, obs Observation, pv podView, limit int) ([]Node, string, bool) {
 	r := obs.Readings
 	if !pv.ok {
-		return Node{}, "requests rule stands aside: " + pv.why, false
+		return nil, "requests rule stands aside: " + pv.why, false
 	}
 	if n := len(pv.pending); n > 0 {
-		return Node{}, fmt.Sprintf("%d pods unschedulable", n), false
+		return nil, fmt.Sprintf("%d pods unschedulable", n), false
 	}
 	res := obs.Resources
 	cands := removable(obs)
 	byName := map[string]NodeResources{}
-	var total Resources
 	for _, nr := range res.Nodes {
 		byName[nr.Node] = nr
 	}
-	var takers []string // the workers that take pods
+	var total Resources
+	room := map[string]Resources{} // free room of the workers that take pods
+	var takers []string
 	for _, n := range obs.Nodes {
 		if nr, ok := byName[n.Name]; ok && !n.ControlPlane && !n.Unschedulable {
 			total = total.Add(nr.Allocatable)
 			if n.Ready {
 				takers = append(takers, n.Name)
+				room[n.Name] = nr.Free()
 			}
 		}
 	}
@@ -84,21 +89,36 @@ func requestsLow(p Policy, obs Observation, pv podView) (Node, string, bool) {
 	need := pv.need(p)
 	why := fmt.Sprintf("requested cpu max over %v %.1f%%, memory %.1f%%", p.ScaleDownSustain, r.RequestedCPUMax.Value, r.RequestedMemoryMax.Value)
 	last := "no removable worker"
+	var taken []Node
+	var gone, goneDS Resources // allocatable and DaemonSet requests of the nodes taken
+	slots := pv.slots
+	var cpu, mem float64
 	for _, n := range cands {
+		if len(taken) >= max(1, min(limit, p.ScaleDownMaxStep)) {
+			break
+		}
 		nr, ok := byName[n.Name]
 		if !ok {
 			continue
 		}
-		cpu := r.RequestedCPUMax.Value * ratio(total.MilliCPU, total.MilliCPU-nr.Allocatable.MilliCPU)
-		mem := r.RequestedMemoryMax.Value * ratio(total.Memory, total.Memory-nr.Allocatable.Memory)
-		if cpu >= p.ScaleDownRequestedPercent || mem >= p.ScaleDownRequestedPercent {
-			last = fmt.Sprintf("without %s requests would reach cpu %.1f%%, memory %.1f%% (>= %g%%)", n.Name, cpu, mem, p.ScaleDownRequestedPercent)
+		// the requests, at their highest, less the DaemonSet pods that leave with the nodes,
+		// over the allocatable that stays
+		without, withoutDS := gone.Add(nr.Allocatable), goneDS.Add(nr.DaemonSet)
+		after := func(share float64, total, alloc, ds int64) float64 {
+			return 100 * (share/100*float64(total) - float64(ds)) / float64(max(1, total-alloc))
+		}
+		c := after(r.RequestedCPUMax.Value, total.MilliCPU, without.MilliCPU, withoutDS.MilliCPU)
+		m := after(r.RequestedMemoryMax.Value, total.Memory, without.Memory, withoutDS.Memory)
+		if c > p.ScaleDownRequestedPercent+1e-9 || m > p.ScaleDownRequestedPercent+1e-9 {
+			last = fmt.Sprintf("without %s requests would reach cpu %.1f%%, memory %.1f%% (> %g%%)", n.Name, c, m, p.ScaleDownRequestedPercent)
 			continue
 		}
-		var others []Resources
+		var names []string
+		var bins []Resources
 		for _, name := range takers {
-			if name != n.Name {
-				others = append(others, byName[name].Free())
+			if name != n.Name && !slices.ContainsFunc(taken, func(t Node) bool { return t.Name == name }) {
+				names = append(names, name)
+				bins = append(bins, room[name])
 			}
 		}
 		var pods []Resources
@@ -111,18 +131,29 @@ func requestsLow(p Policy, obs Observation, pv podView) (Node, string, bool) {
 				nodeSlots += ps.Count
 			}
 		}
-		if fit := pack(pods, others, Resources{}, 0); fit.Placed < len(pods) {
+		if fit := pack(pods, bins, Resources{}, 0); fit.Placed < len(pods) {
 			last = fmt.Sprintf("the %d pods of %s do not fit on the other workers", len(pods), n.Name)
 			continue
 		}
-		if pv.demandOK && need > pv.slots-nodeSlots {
-			last = fmt.Sprintf("without %s %d app pods fit, %d wanted (%s)", n.Name, pv.slots-nodeSlots, need, pv.demandWhy)
+		if pv.demandOK && need > slots-nodeSlots {
+			last = fmt.Sprintf("without %s %d app pods fit, %d wanted (%s)", n.Name, slots-nodeSlots, need, pv.demandWhy)
 			continue
 		}
-		return n, fmt.Sprintf("%s, without %s cpu %.1f%% and memory %.1f%% < %g%%, its %d pods fit on the others",
-			why, n.Name, cpu, mem, p.ScaleDownRequestedPercent, len(pods)), true
+		// taken: its pods now use the others' room (pack used the bins up)
+		for i, name := range names {
+			room[name] = bins[i]
+		}
+		taken, gone, goneDS, slots, cpu, mem = append(taken, n), without, withoutDS, slots-nodeSlots, c, m
 	}
-	return Node{}, why + ": " + last, false
+	if len(taken) == 0 {
+		return nil, why + ": " + last, false
+	}
+	names := make([]string, len(taken))
+	for i, n := range taken {
+		names[i] = n.Name
+	}
+	return taken, fmt.Sprintf("%s, without %s cpu %.1f%% and memory %.1f%% <= %g%%, their pods fit on the others",
+		why, strings.Join(names, ", "), cpu, mem, p.ScaleDownRequestedPercent), true
 }
 
 func ratio(a, b int64) float64 {

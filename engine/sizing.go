@@ -67,17 +67,36 @@ func podsPerWorker(obs Observation) float64 {
 	return float64(pods) / float64(workers)
 }
 
-// podStep sizes a scale-up by pods: the nodes the pod rules need, and no fewer than the
-// brief's step when a CPU or memory trigger fired (a node for usage no pod explains).
+// podStep sizes a scale-up by pods: the nodes the pod rules need, and, when a CPU or memory
+// trigger fired, no fewer than the nodes that bring CPU or memory back under its threshold
+// at today's load (at least ScaleUpStep): a node for usage no pod explains. The brief's
+// pending-pod heuristics do not apply: the pods are packed.
 func podStep(p Policy, obs Observation, triggers []string, podNodes int) (int, string) {
 	step, why := podNodes, ""
 	if slices.Contains(triggers, TriggerCPUHigh) || slices.Contains(triggers, TriggerMemHigh) {
-		if k, w := upStep(p, obs, triggers); k > step {
+		if k, w := usageStep(p, obs); k > step {
 			step, why = k, w
-			if why == "" {
-				why = fmt.Sprintf("adding %d for the usage trigger", k)
-			}
 		}
 	}
 	return min(step, p.ScaleUpMaxStep), why
+}
+
+// usageStep is the nodes that bring CPU and memory under their scale-up thresholds at
+// today's load, at least ScaleUpStep.
+func usageStep(p Policy, obs Observation) (int, string) {
+	n := float64(obs.Capacity() + p.ControlPlaneNodes)
+	step, why := p.ScaleUpStep, fmt.Sprintf("adding %d for the usage trigger", p.ScaleUpStep)
+	for _, u := range []struct {
+		name string
+		r    Reading
+		t    float64
+	}{{"cpu", obs.Readings.CPU, p.ScaleUpCPUPercent}, {"memory", obs.Readings.Memory, p.ScaleUpMemoryPercent}} {
+		if !u.r.OK() {
+			continue
+		}
+		if k := int(math.Ceil(n*u.r.Value/u.t-1e-9) - n); k > step {
+			step, why = k, fmt.Sprintf("adding %d: %s %.1f%% on %.0f nodes needs %d more to get under %g%%", k, u.name, u.r.Value, n, k, u.t)
+		}
+	}
+	return step, why
 }

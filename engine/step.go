@@ -162,6 +162,8 @@ type tick struct {
 	obs    Observation
 	rec    *Record
 	events []Event
+	// terminated holds the instances this tick terminated (removed from obs.Instances)
+	terminated map[string]bool
 }
 
 func (t *tick) hook(point string) error {
@@ -316,11 +318,17 @@ func (t *tick) adjustForGone() {
 	if t.s.Cloud == nil || t.s.Cluster == nil {
 		return
 	}
-	alive, listed := map[string]bool{}, map[string]bool{}
+	alive, listed, gone := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for id := range t.terminated {
+		listed[id], gone[id] = true, true
+	}
 	for _, in := range t.obs.Instances {
 		listed[in.ID] = true
-		if in.State == InstancePending || in.State == InstanceRunning {
+		switch in.State {
+		case InstancePending, InstanceRunning:
 			alive[in.ID] = true
+		case InstanceStopping, InstanceTerminated:
+			gone[in.ID] = true
 		}
 	}
 	for _, op := range t.st.Open() {
@@ -333,9 +341,11 @@ func (t *tick) adjustForGone() {
 	// A drained node whose terminate failed still counts: it is billed until it is gone,
 	// and max_workers bounds what is billed (counting it as leaving took the fleet over
 	// max when a scale-up came meanwhile).
+	// A node whose instance is gone does not count even while it still reads Ready: the
+	// kubelet's last heartbeat outlives its instance by up to the node-monitor grace period.
 	n := 0
 	for _, nd := range t.obs.Nodes {
-		if nd.ControlPlane || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
+		if nd.ControlPlane || gone[nd.InstanceID] || (nd.InstanceID != "" && !nd.Ready && !alive[nd.InstanceID]) {
 			continue
 		}
 		n++
@@ -369,7 +379,11 @@ func (t *tick) reconcile() (busy string, err error) {
 	case op.Kind == OpScaleUp:
 		return busy, t.watchSlot(op)
 	case op.Kind == OpScaleDown:
-		return op.ID, t.continueDrain(op)
+		done, err := t.continueDrain(op)
+		if done {
+			t.drop(op)
+		}
+		return op.ID, err
 	}
 	t.st.Operation = nil
 	return busy, nil
@@ -385,19 +399,18 @@ func (t *tick) watchSlot(op *Operation) error {
 }
 
 // reconcileFinishing moves every finishing operation on and drops the ones that end. A
-// finishing scale-down makes the tick busy.
+// finishing scale-down makes the tick busy. (Its operations are all single-node, so a
+// finishing scale-up never launches: it only watches its instances join.)
 func (t *tick) reconcileFinishing() (busy string, err error) {
 	var left []*Operation
 	for i, op := range t.st.Finishing {
 		var done bool
-		switch {
-		case op.Kind == OpScaleUp:
+		switch op.Kind {
+		case OpScaleUp:
 			done, err = t.watchJoin(op)
-		case op.Phase == PhaseTerminating:
-			done, err = t.retire(op)
-		case op.Phase == PhaseUncordoning:
-			done, err = t.giveBack(op)
-		default: // nothing else is set aside; a record from elsewhere must not wedge it
+		case OpScaleDown: // set aside, or one node of a multi-node scale-down
+			done, err = t.continueDrain(op)
+		default: // a record from elsewhere must not wedge the state
 			done = true
 		}
 		if op.Kind == OpScaleDown && busy == "" {

@@ -21,10 +21,13 @@ import (
 	"github.com/smartscale/smartscale/sim/world"
 )
 
-// Plot size of every chart.
+// Plot size of every chart: a plotting area about 7 inches wide, then the legend column.
 const (
-	plotW = 9 * vg.Inch
+	plotW = 10 * vg.Inch
 	plotH = 4 * vg.Inch
+	// legendW is the legend column's width (wider when a legend needs it), the same on every
+	// chart so that the right ends of a report's time axes line up.
+	legendW = 2.4 * vg.Inch
 )
 
 // Chart is one rendered plot.
@@ -66,9 +69,9 @@ type timeAxis struct {
 
 func axisFor(d time.Duration) timeAxis {
 	if d <= 3*time.Hour {
-		return timeAxis{time.Minute, "minutes since start", d.Minutes()}
+		return timeAxis{time.Minute, "time since start (minutes)", d.Minutes()}
 	}
-	return timeAxis{time.Hour, "hours since start", d.Hours()}
+	return timeAxis{time.Hour, "time since start (hours)", d.Hours()}
 }
 
 // ticks are round marks from 0 to the end: at most about 12 labelled ones.
@@ -100,9 +103,8 @@ func newPlot(title, ylabel string, ax timeAxis) *plot.Plot {
 	p.X.Min, p.X.Max = 0, ax.end
 	p.X.Tick.Marker = ax.ticks()
 	p.Y.Label.Text = ylabel
-	p.Legend.Top = true
-	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
+	p.Legend.Padding = vg.Points(2)
 	return p
 }
 
@@ -179,7 +181,7 @@ func WorkersChart(res *world.Result, dur time.Duration) (*plot.Plot, error) {
 		p.Legend.Add(m.name, s)
 	}
 	p.Y.Min = 0
-	p.Y.Max = math.Ceil(p.Y.Max * 1.6)
+	p.Y.Max = math.Ceil(p.Y.Max) + 1 // headroom for the scale-up marks
 	return p, nil
 }
 
@@ -216,7 +218,7 @@ func (invertedTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Poi
 // UsageChart: cluster CPU and memory % with the policy's scale-up and scale-down thresholds.
 func UsageChart(res *world.Result, dur time.Duration, pol engine.Policy) (*plot.Plot, error) {
 	ax := axisFor(dur)
-	p := newPlot(fmt.Sprintf("CPU and memory: %s on %s", res.Summary.Policy, res.Summary.Scenario), "% of the cluster", ax)
+	p := newPlot(fmt.Sprintf("CPU and memory: %s on %s", res.Summary.Policy, res.Summary.Scenario), "used (% of the nodes' CPU / memory)", ax)
 	rows := res.Timeline
 	if err := line(p, "CPU %", series(rows, ax, func(r world.Row) float64 { return r.CPUPercent }), palette[0], vg.Points(1.5), nil, false); err != nil {
 		return nil, err
@@ -239,7 +241,7 @@ func UsageChart(res *world.Result, dur time.Duration, pol engine.Policy) (*plot.
 			return nil, err
 		}
 	}
-	p.Y.Min, p.Y.Max = 0, 140 // room for the legend above 100%
+	p.Y.Min, p.Y.Max = 0, 100
 	var ticks plot.ConstantTicks
 	for v := 0; v <= 100; v += 10 {
 		t := plot.Tick{Value: float64(v)}
@@ -266,42 +268,49 @@ func overlay(title, ylabel string, results []*world.Result, dur time.Duration, f
 
 // PendingChart: unschedulable pods per policy.
 func PendingChart(results []*world.Result, dur time.Duration) (*plot.Plot, error) {
-	p, _, err := overlay("Pending (unschedulable) pods: "+results[0].Summary.Scenario, "pods", results, dur,
+	p, _, err := overlay("Pending (unschedulable) pods: "+results[0].Summary.Scenario, "pending pods (count)", results, dur,
 		func(r world.Row) float64 { return float64(r.PendingPods) }, true)
 	if err != nil {
 		return nil, err
 	}
 	p.Y.Min = 0
-	p.Y.Max = max(1, p.Y.Max*1.7)
+	p.Y.Max = max(1, math.Ceil(p.Y.Max*1.05))
 	return p, nil
 }
 
-// LatencyChart: p95 latency per policy (log scale) against the SLO.
+// LatencyChart: p95 latency per policy (log scale) against the SLO. The y axis is linear in
+// log10(ms) with decade labels (gonum's LogScale mis-sizes the axis label and leaves a gap).
 func LatencyChart(results []*world.Result, dur time.Duration, sloMs float64) (*plot.Plot, error) {
 	p, ax, err := overlay("p95 latency against the SLO: "+results[0].Summary.Scenario, "p95 latency (ms, log scale)", results, dur,
-		func(r world.Row) float64 { return max(1, r.P95Ms) }, false)
+		func(r world.Row) float64 { return math.Log10(max(1, r.P95Ms)) }, false)
 	if err != nil {
 		return nil, err
 	}
-	if err := hline(p, fmt.Sprintf("SLO %g ms", sloMs), sloMs, 0, float64(dur)/float64(ax.unit), red); err != nil {
+	if err := hline(p, fmt.Sprintf("SLO %g ms", sloMs), math.Log10(sloMs), 0, float64(dur)/float64(ax.unit), red); err != nil {
 		return nil, err
 	}
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Y.Min = 10
-	p.Y.Max = max(p.Y.Max, sloMs) * 40 // room for the legend
+	p.Y.Min = 1                                                            // 10 ms
+	p.Y.Max = math.Ceil(max(p.Y.Max, math.Log10(sloMs)) + math.Log10(1.2)) // a labelled decade on top
+	var ticks plot.ConstantTicks
+	for d := p.Y.Min; d <= p.Y.Max; d++ {
+		ticks = append(ticks, plot.Tick{Value: d, Label: strconv.FormatFloat(math.Pow(10, d), 'f', -1, 64)})
+		for k := 2.0; k < 10 && d < p.Y.Max; k++ {
+			ticks = append(ticks, plot.Tick{Value: d + math.Log10(k)})
+		}
+	}
+	p.Y.Tick.Marker = ticks
 	return p, nil
 }
 
 // CostChart: cumulative cost per policy.
 func CostChart(results []*world.Result, dur time.Duration) (*plot.Plot, error) {
-	p, _, err := overlay("Cumulative cost (workers + master): "+results[0].Summary.Scenario, "USD", results, dur,
+	p, _, err := overlay("Cumulative cost (workers + master): "+results[0].Summary.Scenario, "cumulative cost (USD)", results, dur,
 		func(r world.Row) float64 { return r.CostUSD }, false)
 	if err != nil {
 		return nil, err
 	}
 	p.Y.Min = 0
-	p.Y.Max *= 1.7
+	p.Y.Max *= 1.05
 	return p, nil
 }
 
@@ -310,9 +319,10 @@ func CostChart(results []*world.Result, dur time.Duration) (*plot.Plot, error) {
 func ParetoChart(rows []Row, scenario string) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "Cost against SLO-violation minutes: " + scenario
-	p.X.Label.Text = "SLO-violation minutes"
+	p.X.Label.Text = "SLO violation (minutes)"
 	p.Y.Label.Text = "cost (USD)"
 	p.Add(plotter.NewGrid())
+	p.Legend.Padding = vg.Points(3)
 	var front plotter.XYs
 	sorted := slices.Clone(rows)
 	slices.SortStableFunc(sorted, func(a, b Row) int {
@@ -339,36 +349,66 @@ func ParetoChart(rows []Row, scenario string) (*plot.Plot, error) {
 			return nil, err
 		}
 	}
-	labels := plotter.XYLabels{}
+	// Colour and shape per policy (named in the legend column, not over the points): policies
+	// on the same spot stay distinguishable.
+	// Filled shapes first; the hollow ring is drawn larger, around whatever shares its spot.
+	shapes := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}, invertedTriangle{},
+		draw.RingGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{}, draw.SquareGlyph{}}
 	for i, r := range rows {
-		pt := plotter.XYs{{X: float64(r.SLOViolationMinutes), Y: r.CostUSD}}
-		s, err := plotter.NewScatter(pt)
+		s, err := plotter.NewScatter(plotter.XYs{{X: float64(r.SLOViolationMinutes), Y: r.CostUSD}})
 		if err != nil {
 			return nil, err
 		}
-		s.GlyphStyle = draw.GlyphStyle{Color: palette[i%len(palette)], Radius: vg.Points(4), Shape: draw.CircleGlyph{}}
+		radius := vg.Points(4.5)
+		if i%len(shapes) == 4 {
+			radius = vg.Points(7)
+		}
+		s.GlyphStyle = draw.GlyphStyle{Color: palette[i%len(palette)], Radius: radius, Shape: shapes[i%len(shapes)]}
 		p.Add(s)
 		p.Legend.Add(r.Policy, s)
-		labels.XYs = append(labels.XYs, pt[0])
-		labels.Labels = append(labels.Labels, " "+r.Policy)
 	}
-	l, err := plotter.NewLabels(labels)
-	if err != nil {
-		return nil, err
-	}
-	p.Add(l)
 	p.X.Min, p.Y.Min = 0, 0
-	p.X.Max = max(p.X.Max*1.15, 5)
+	p.X.Max = max(math.Ceil(p.X.Max*1.05), 5)
+	p.X.Tick.Marker = timeAxis{end: p.X.Max}.ticks() // whole minutes
 	p.Y.Max *= 1.1
-	p.Legend.Top = true
 	return p, nil
+}
+
+// layout splits c into the plot's canvas and, right of its plotting area, a column for its
+// legend as tall as the plotting area: the legend never sits over data. With no legend
+// entries the plot has all of c.
+func layout(p *plot.Plot, c draw.Canvas) (plotC, legendC draw.Canvas) {
+	w := p.Legend.Rectangle(c).Size().X
+	if w == 0 {
+		return c, draw.Canvas{}
+	}
+	w = max(w, legendW)
+	plotC = draw.Crop(c, 0, -(w + vg.Points(12)), 0, 0)
+	data := p.DataCanvas(plotC)
+	legendC = c
+	legendC.Min = vg.Point{X: c.Max.X - w, Y: data.Min.Y}
+	legendC.Max.Y = data.Max.Y
+	return plotC, legendC
+}
+
+// drawChart draws p on c with its legend in its own column (layout), the same for PNG and SVG.
+func drawChart(p *plot.Plot, c draw.Canvas) {
+	plotC, legendC := layout(p, c)
+	leg := p.Legend
+	p.Legend = plot.NewLegend() // none inside the plot
+	p.Draw(plotC)
+	p.Legend = leg
+	if legendC.Canvas != nil {
+		leg.Top, leg.Left = true, true
+		leg.Draw(legendC)
+	}
 }
 
 // Render draws a plot as PNG, standalone SVG (fonts embedded) and inline SVG.
 func Render(name string, p *plot.Plot) (Chart, error) {
 	ch := Chart{Name: name, Title: p.Title.Text}
 	img := vgimg.New(plotW, plotH)
-	p.Draw(draw.New(img))
+	drawChart(p, draw.New(img))
 	var buf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
 		return ch, fmt.Errorf("%s.png: %w", name, err)
@@ -376,7 +416,7 @@ func Render(name string, p *plot.Plot) (Chart, error) {
 	ch.PNG = slices.Clone(buf.Bytes())
 	svg := func(embed bool) ([]byte, error) {
 		c := vgsvg.NewWith(vgsvg.UseWH(plotW, plotH), vgsvg.EmbedFonts(embed))
-		p.Draw(draw.New(c))
+		drawChart(p, draw.New(c))
 		var b bytes.Buffer
 		if _, err := c.WriteTo(&b); err != nil {
 			return nil, fmt.Errorf("%s.svg: %w", name, err)
@@ -414,7 +454,7 @@ func inlineSVG(b []byte) []byte {
 // for one <style> block of the HTML page.
 func fontFaces(p *plot.Plot) (string, error) {
 	c := vgsvg.NewWith(vgsvg.UseWH(plotW, plotH), vgsvg.EmbedFonts(true))
-	p.Draw(draw.New(c))
+	drawChart(p, draw.New(c))
 	var b bytes.Buffer
 	if _, err := c.WriteTo(&b); err != nil {
 		return "", err

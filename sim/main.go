@@ -14,11 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/internal/progress"
 	"github.com/smartscale/smartscale/scenarios"
 	"github.com/smartscale/smartscale/sim/world"
 )
@@ -83,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.scenario, "scenario", "flash-sale", "built-in scenario `NAME` (see -list) or PATH of a k6-style scenario file")
 	fs.Uint64Var(&o.seed, "seed", 1, "random `seed`: same seed and inputs, same outputs")
 	fs.StringVar(&o.out, "out", "", "output `DIR` (default out/<scenario>)")
-	fs.StringVar(&o.policy, "policy", "", "JSON `FILE` of policy overrides on the defaults (snake_case keys, durations like \"5m\")")
+	fs.StringVar(&o.policy, "policy", "", "a preset (`brief`, the default, or responsive; docs/algorithm.md) or a JSON FILE of overrides on the defaults (snake_case keys, durations like \"5m\"; {\"preset\": \"responsive\", ...} starts from a preset)")
 	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios, one line each, and exit")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
 	fs.StringVar(&o.chaos, "chaos", "", "inject faults and check the invariants: `KINDS` (comma-separated), \"all\", \"list\" (the catalogue), or an explicit schedule kind@start+length#param,...")
@@ -147,11 +149,15 @@ func listScenarios(stdout, stderr io.Writer) int {
 	return 0
 }
 
-// loadPolicy returns the default policy with the overrides of file, if any.
+// loadPolicy returns the default policy with the overrides of file, if any; a preset name
+// (brief, responsive) instead of a file is that preset (./NAME reads a file of that name).
 func loadPolicy(file string) (engine.Policy, error) {
 	p := engine.DefaultPolicy()
 	if file == "" {
 		return p, nil
+	}
+	if slices.Contains(engine.PresetNames(), file) {
+		return engine.PresetPolicy(file)
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -184,12 +190,14 @@ func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	cfg := world.Config{Scenario: sc, Seed: o.seed, Policy: pol, InitialWorkers: -1}
-	if sc.Duration() >= 6*time.Hour {
-		cfg.Progress = func(done, total time.Duration) {
-			logf("\rsimulated %v of %v (%.0f%%)", done, total, 100*done.Seconds()/total.Seconds())
-			if done == total {
-				logf("\n")
-			}
+	var bar *progress.Bar // nil (silent) for short runs and -quiet
+	hours := int64((sc.Duration() + time.Hour - 1) / time.Hour)
+	if sc.Duration() >= 6*time.Hour && !o.quiet {
+		bar = progress.New(stderr, fmt.Sprintf("simulated hours of %s", sc.Name), hours)
+		var last int64
+		cfg.Progress = func(done, _ time.Duration) {
+			bar.Add(int64(done/time.Hour) - last)
+			last = int64(done / time.Hour)
 		}
 	}
 	start := time.Now()
@@ -198,6 +206,10 @@ func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	res, err := w.Run(ctx)
+	if err == nil {
+		bar.Add(hours) // the last partial hour; capped at the total
+	}
+	bar.Finish()
 	if err != nil {
 		return err
 	}

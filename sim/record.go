@@ -16,8 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
-	"github.com/schollz/progressbar/v3"
 
+	"github.com/smartscale/smartscale/internal/progress"
 	"github.com/smartscale/smartscale/sim/replay"
 )
 
@@ -144,18 +144,17 @@ func record(ctx context.Context, o recordOptions, stdout, stderr io.Writer) erro
 		return fmt.Errorf("prometheus client for %q: %w", o.prometheus, err)
 	}
 	cfg := replay.FetchConfig{From: from, To: to, Step: o.step, Chunk: o.chunk}
-	if !o.quiet && cfg.Requests() > len(replay.Metrics()) { // a bar for ranges longer than one chunk
-		bar := progressbar.NewOptions(cfg.Requests(),
-			progressbar.OptionSetWriter(stderr),
-			progressbar.OptionSetDescription(fmt.Sprintf("recording %v", to.Sub(from))),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
-		)
-		cfg.Progress = func(done, _ int) { _ = bar.Set(done) }
+	var bar *progress.Bar                                   // nil: silent
+	if !o.quiet && cfg.Requests() > len(replay.Metrics()) { // ranges longer than one chunk
+		bar = progress.New(stderr, fmt.Sprintf("recording %v (query_range requests)", to.Sub(from)), int64(cfg.Requests()))
+		last := 0
+		cfg.Progress = func(done, _ int) {
+			bar.Add(int64(done - last))
+			last = done
+		}
 	}
 	rec, err := replay.Fetch(ctx, v1.NewAPI(client), cfg)
+	bar.Finish()
 	if err != nil {
 		return err
 	}

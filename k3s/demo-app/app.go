@@ -15,6 +15,7 @@ const defaultCPU = 10 * time.Millisecond
 // app is the HTTP handler with its metrics.
 type app struct {
 	mux          *http.ServeMux
+	instrumented http.Handler // mux, counted and timed
 	metrics      *metrics
 	maxCPU       time.Duration
 	shuttingDown atomic.Bool
@@ -25,18 +26,19 @@ func newApp(maxCPU time.Duration) *app {
 	a := &app{mux: http.NewServeMux(), metrics: newMetrics(), maxCPU: maxCPU, burn: burnCPU}
 	a.mux.HandleFunc("GET /work", a.work)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
-	a.mux.HandleFunc("GET /metrics", a.metrics.serve)
+	a.mux.Handle("GET /metrics", a.metrics.handler())
+	a.instrumented = a.metrics.instrument(a.mux)
 	return a
 }
 
-// ServeHTTP records every request (except the metrics scrape itself) in the metrics.
+// ServeHTTP records every request (except the metrics scrape itself, which promhttp counts
+// apart) in the metrics, wrong methods and unknown paths included.
 func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-	a.mux.ServeHTTP(rec, r)
-	if r.URL.Path != "/metrics" {
-		a.metrics.observe(routeOf(r.URL.Path), rec.code, time.Since(start))
+	if r.URL.Path == "/metrics" {
+		a.mux.ServeHTTP(w, r)
+		return
 	}
+	a.instrumented.ServeHTTP(w, r)
 }
 
 // routeOf bounds the path label to the known routes.
@@ -63,7 +65,7 @@ func (a *app) work(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	used := a.burn(d, r.Context().Done())
-	a.metrics.addCPU(used)
+	a.metrics.cpu.Add(used.Seconds())
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, "{\"cpu_ms\":%.3f}\n", float64(used)/float64(time.Millisecond))
 }
@@ -74,16 +76,6 @@ func (a *app) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.code = code
-	s.ResponseWriter.WriteHeader(code)
 }
 
 // burnCPU spins until the calling thread has used d of CPU time (wall time where the

@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 )
@@ -103,55 +102,5 @@ func TestHealthzTurnsUnavailableOnShutdown(t *testing.T) {
 	a.shuttingDown.Store(true)
 	if rec := get(t, a, "/healthz"); rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("healthz during shutdown %d, want 503", rec.Code)
-	}
-}
-
-func TestMetrics(t *testing.T) {
-	a, _ := fakeApp(t)
-	get(t, a, "/work?cpu_ms=5")
-	get(t, a, "/work?cpu_ms=5")
-	get(t, a, "/work?cpu_ms=x")
-	get(t, a, "/nope")
-	rec := get(t, a, "/metrics")
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
-		t.Fatalf("content type %q", ct)
-	}
-	body := rec.Body.String()
-	for _, want := range []string{
-		"# TYPE demo_http_requests_total counter\n",
-		`demo_http_requests_total{route="/work",code="200"} 2` + "\n",
-		`demo_http_requests_total{route="/work",code="400"} 1` + "\n",
-		`demo_http_requests_total{route="other",code="404"} 1` + "\n",
-		"# TYPE demo_http_request_duration_seconds histogram\n",
-		`demo_http_request_duration_seconds_bucket{route="/work",le="+Inf"} 3` + "\n",
-		`demo_http_request_duration_seconds_count{route="/work"} 3` + "\n",
-		"demo_cpu_seconds_total 0.01\n",
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q:\n%s", want, body)
-		}
-	}
-	if strings.Contains(body, `route="/metrics"`) {
-		t.Errorf("the scrape itself is counted:\n%s", body)
-	}
-}
-
-func TestHistogramBucketsAreCumulative(t *testing.T) {
-	m := newMetrics()
-	m.observe("/work", 200, 3*time.Millisecond)  // le 0.005
-	m.observe("/work", 200, 30*time.Millisecond) // le 0.05
-	m.observe("/work", 200, 10*time.Second)      // +Inf only
-	out := m.render()
-	for _, want := range []string{
-		`demo_http_request_duration_seconds_bucket{route="/work",le="0.005"} 1`,
-		`demo_http_request_duration_seconds_bucket{route="/work",le="0.025"} 1`,
-		`demo_http_request_duration_seconds_bucket{route="/work",le="0.05"} 2`,
-		`demo_http_request_duration_seconds_bucket{route="/work",le="5"} 2`,
-		`demo_http_request_duration_seconds_bucket{route="/work",le="+Inf"} 3`,
-		`demo_http_request_duration_seconds_sum{route="/work"} 10.033`,
-	} {
-		if !strings.Contains(out, want+"\n") {
-			t.Errorf("missing %q in\n%s", want, out)
-		}
 	}
 }

@@ -4,7 +4,8 @@
 //
 //	GET /work?cpu_ms=N  burn about N ms of CPU (default 10, at most -max-cpu-ms)
 //	GET /healthz        200 while serving, 503 once shutdown has begun
-//	GET /metrics        Prometheus text format: request counter and latency histogram
+//	GET /metrics        Prometheus metrics (client_golang): http_requests_total{code,method,route},
+//	                    http_request_duration_seconds{method,route}, demo_cpu_seconds_total, go_*, process_*
 //
 // SIGTERM or SIGINT starts a graceful shutdown: /healthz turns 503 so the endpoint is taken
 // out of the Service, in-flight requests finish, then the process exits.

@@ -39,6 +39,12 @@ type PolicySpec struct {
 	ReadyTimeout       int // minutes, 3-12
 	DrainTimeout       int // minutes, 1-8
 	Step, MaxStepExtra int // ScaleUpStep 1-2, ScaleUpMaxStep = Step + 0-2
+	// The responsive preset (0: brief, 1: responsive) and its rules' knobs.
+	Responsive  int // 0-1
+	DownStep    int // ScaleDownMaxStep 1-3
+	Requested   int // ScaleDownRequestedPercent 80-100
+	PredictMins int // PredictHorizon 0-3 minutes (0: off)
+	Headroom    int // HeadroomPods 0-3
 }
 
 // FaultSpec is one scheduled fault.
@@ -80,6 +86,8 @@ func genPolicySpec() gopter.Gen {
 		"UpCooldown": gen.IntRange(0, 8), "DownCooldown": gen.IntRange(0, 12),
 		"ReadyTimeout": gen.IntRange(3, 12), "DrainTimeout": gen.IntRange(1, 8),
 		"Step": gen.IntRange(1, 2), "MaxStepExtra": gen.IntRange(0, 2),
+		"Responsive": gen.IntRange(0, 1), "DownStep": gen.IntRange(1, 3), "Requested": gen.IntRange(80, 100),
+		"PredictMins": gen.IntRange(0, 3), "Headroom": gen.IntRange(0, 3),
 	})
 }
 
@@ -107,6 +115,13 @@ func genCase() gopter.Gen {
 // Policy builds the policy; it is valid for every spec.
 func (p PolicySpec) Build() engine.Policy {
 	pol := engine.DefaultPolicy()
+	if p.Responsive == 1 {
+		pol = engine.ResponsivePolicy()
+		pol.ScaleDownMaxStep = p.DownStep
+		pol.ScaleDownRequestedPercent = float64(p.Requested)
+		pol.PredictHorizon = time.Duration(p.PredictMins) * time.Minute
+		pol.HeadroomPods = p.Headroom
+	}
 	pol.MinWorkers = p.Min
 	pol.MaxWorkers = p.Min + 1 + p.Extra
 	pol.ScaleUpCPUPercent = float64(p.UpCPU)
@@ -121,6 +136,9 @@ func (p PolicySpec) Build() engine.Policy {
 	pol.DrainTimeout = time.Duration(p.DrainTimeout) * time.Minute
 	pol.ScaleUpStep = p.Step
 	pol.ScaleUpMaxStep = p.Step + p.MaxStepExtra
+	if p.Responsive == 1 {
+		pol.ScaleUpMaxStep = pol.MaxWorkers // the preset's: the packing sizes the step
+	}
 	return pol
 }
 

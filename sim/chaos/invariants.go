@@ -19,7 +19,7 @@ var Invariants = []string{
 	3:  "managed workers stay within [min, max] except while a fault makes that impossible, and return afterwards",
 	4:  "instances per operation never exceed what it asked for",
 	5:  "no scale-down on a tick whose metrics were missing, empty, NaN/Inf, stale, partial or errored",
-	6:  "at most one node drains at a time; at most one is removed per scale-down",
+	6:  "at most scale_down_max_step (brief: one) nodes drain at a time; one is removed per operation",
 	7:  "only managed workers are terminated, never the master",
 	8:  "no PodDisruptionBudget is violated; no node is terminated after a failed drain",
 	9:  "every operation ends within a bounded number of ticks; no instance stays unregistered past the timeout",
@@ -179,8 +179,8 @@ func (c *checker) afterStep() {
 			cordoned = append(cordoned, nd.Name)
 		}
 	}
-	if len(cordoned) > 1 {
-		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once: %v", len(cordoned), cordoned)
+	if limit := max(1, p.ScaleDownMaxStep); len(cordoned) > limit {
+		c.failOnce(fmt.Sprintf("cordoned@%v", cordoned), 6, "%d nodes cordoned at once (scale_down_max_step %d): %v", len(cordoned), limit, cordoned)
 	}
 
 	// 15: a cordoned worker belongs to an operation (it is drained, terminated or given back)
@@ -402,26 +402,28 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 	if rec.Decision.Action == engine.ActionScaleDown && (inv.promFaulted || len(rec.Observation.Invalid) > 0) {
 		c.fail(5, "scale-down of %s decided on faulty metrics (invalid: %v)", rec.Decision.Node, rec.Observation.Invalid)
 	}
-	curOp := ""
-	if rec.State.Operation != nil {
-		curOp = rec.State.Operation.ID
+	open := map[string]bool{} // operations that existed when the tick began
+	for _, op := range rec.State.Open() {
+		open[op.ID] = true
 	}
+	downChecked := false // a multi-node scale-down cordons several nodes in one tick: one scale-down
 	for _, a := range rec.Acted {
 		switch {
 		case a.Kind == "launch" && a.Result == "ok":
 			if inv.zombie {
 				continue
 			}
-			if a.Operation != curOp && rec.Decision.Action == engine.ActionScaleUp &&
+			if !open[a.Operation] && rec.Decision.Action == engine.ActionScaleUp &&
 				!slices.Contains(rec.Decision.Triggers, engine.TriggerBelowMin) &&
 				!c.lastUp.IsZero() && rec.Time.Sub(c.lastUp) < p.ScaleUpCooldown {
 				c.fail(10, "scale-up %s %s after the last one (cooldown %s)", a.Operation, rec.Time.Sub(c.lastUp), p.ScaleUpCooldown)
 			}
 			c.lastUp = later(c.lastUp, rec.Time)
-		case a.Kind == "cordon" && a.Result == "ok" && a.Operation != curOp:
+		case a.Kind == "cordon" && a.Result == "ok" && !open[a.Operation] && !downChecked:
 			if inv.zombie {
 				continue
 			}
+			downChecked = true
 			if !c.lastUp.IsZero() && rec.Time.Sub(c.lastUp) < p.ScaleUpCooldown {
 				c.fail(10, "scale-down %s started %s after a scale-up (cooldown %s)", a.Operation, rec.Time.Sub(c.lastUp), p.ScaleUpCooldown)
 			}
@@ -464,11 +466,13 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 		}
 	}
 	// 9: every operation ends within a bounded number of clean ticks
-	if clean && curOp != "" {
-		c.opTicks[curOp]++
+	if clean {
 		bound := int(math.Ceil(float64(max(p.NodeReadyTimeout, p.DrainTimeout))/float64(world.TickInterval))) + 3
-		if c.opTicks[curOp] > bound {
-			c.failOnce("op@"+curOp, 9, "operation %s still open after %d ticks (bound %d)", curOp, c.opTicks[curOp], bound)
+		for id := range open {
+			c.opTicks[id]++
+			if c.opTicks[id] > bound {
+				c.failOnce("op@"+id, 9, "operation %s still open after %d ticks (bound %d)", id, c.opTicks[id], bound)
+			}
 		}
 	}
 }

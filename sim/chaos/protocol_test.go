@@ -57,12 +57,11 @@ func (c *fakeCloud) list(ids []string) []engine.Instance {
 	return out
 }
 
+// Instances lists every instance, terminated ones too, as EC2 does for about an hour.
 func (c *fakeCloud) Instances(context.Context) ([]engine.Instance, error) {
 	var out []engine.Instance
 	for _, in := range c.insts {
-		if in.State != engine.InstanceTerminated {
-			out = append(out, *in)
-		}
+		out = append(out, *in)
 	}
 	return out, nil
 }

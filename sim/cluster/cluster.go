@@ -50,6 +50,9 @@ type Pod struct {
 	IgnoreSIGTERM bool
 	CPU           float64 // cores used in the last load step
 	RPS           float64 // requests/s served in the last load step
+	// Served and Dropped count the requests the pod answered and turned away (the demo
+	// app's http_requests_total by code 200 and 503).
+	Served, Dropped float64
 }
 
 // Phase is the pod's Kubernetes phase.

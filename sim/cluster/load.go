@@ -73,6 +73,8 @@ func (c *Cluster) Step(dt time.Duration, rate float64, cpJitter float64, hist *H
 			n.MemUsedMiB += app.MemoryBaseMiB
 			if p.Ready && !p.Terminating && n.Ready {
 				p.RPS, p.CPU = served, served*s
+				p.Served += served * secs
+				p.Dropped += (lambda - served) * secs
 				n.BusyCores += p.CPU
 				n.MemUsedMiB += app.MemoryPerRPSMiB * served
 			}

@@ -122,17 +122,26 @@ func TestMalformedRecordings(t *testing.T) {
 	}{
 		{"om: no EOF", line + "\n", []string{"missing \"# EOF\"", "truncated"}},
 		{"om: no timestamp", `kube_node_info{node="a"} 1` + "\n# EOF\n", []string{"line 1", "no timestamp"}},
-		{"om: bad value", `kube_node_info{node="a"} one 1767571200` + "\n# EOF\n", []string{"line 1", `value "one"`}},
+		{"om: bad value", `kube_node_info{node="a"} one 1767571200` + "\n# EOF\n", []string{"line 1", `"one"`, "invalid syntax"}},
 		{"om: out of order", line + "\n" + `kube_node_info{node="a"} 1 1767571185` + "\n# EOF\n",
 			[]string{"line 2", `kube_node_info{node="a"}`, "out of order", "2026-01-04T23:59:45.000Z"}},
 		{"om: duplicate", line + "\n" + line + "\n# EOF\n", []string{"line 2", "duplicate timestamp"}},
 		{"om: unknown series", line + "\n" + `up{job="node-exporter"} 1 1767571200` + "\n# EOF\n",
 			[]string{"line 2", `unknown series up{job="node-exporter"}`, "kube_node_info"}},
 		{"om: milliseconds", `kube_node_info{node="a"} 1 1767571200000` + "\n# EOF\n", []string{"line 1", "milliseconds"}},
-		{"om: unclosed label", `kube_node_info{node="a} 1 1767571200` + "\n# EOF\n", []string{"line 1", "not closed"}},
+		{"om: unclosed label", `kube_node_info{node="a} 1 1767571200` + "\n# EOF\n", []string{"line 1", "expected label value"}},
 		{"om: after EOF", line + "\n# EOF\n" + line + "\n", []string{"line 3", "after \"# EOF\""}},
-		{"om: bad label name", `kube_node_info{1node="a"} 1 1767571200` + "\n# EOF\n", []string{"line 1", "invalid label name"}},
-		{"om: stray comment", "# hello\n" + line + "\n# EOF\n", []string{"line 1", "unexpected comment"}},
+		{"om: bad label name", `kube_node_info{1node="a"} 1 1767571200` + "\n# EOF\n", []string{"line 1", "expected label name"}},
+		{"om: stray comment", "# hello\n" + line + "\n# EOF\n", []string{"line 1", "unexpected comment", "only # HELP, # TYPE, # UNIT"}},
+		{"om: CRLF", line + "\r\n# EOF\r\n", []string{"line 1", `ends with \r\n`}},
+		{"om: empty line", line + "\n\n# EOF\n", []string{"line 2", "empty line"}},
+		{"om: blank line after EOF", line + "\n# EOF\n\n", []string{"line 3", "after \"# EOF\""}},
+		{"om: duplicate label", `kube_node_info{node="a",node="b"} 1 1767571200` + "\n# EOF\n", []string{"line 1", `label "node" appears twice`}},
+		{"om: unit not a suffix", "# TYPE node_memory_MemTotal_bytes gauge\n# UNIT node_memory_MemTotal_bytes seconds\n# EOF\n",
+			[]string{"line 2", `unit "seconds" not a suffix`}},
+		{"om: bad type", "# TYPE kube_node_info sometimes\n" + line + "\n# EOF\n", []string{"line 1", `invalid metric type "sometimes"`}},
+		{"om: exemplar without value", "# TYPE node_cpu_seconds counter\n" +
+			`node_cpu_seconds_total{cpu="0",mode="idle"} 1 1767571200 # {trace_id="x"}` + "\n# EOF\n", []string{"line 2", "expected value after exemplar labels"}},
 		{"json: syntax", jsonDoc(okJSONSeries + ",\n{\"metric\":{]"), []string{"line 3", "malformed JSON"}},
 		{"json: truncated", jsonDoc(okJSONSeries)[:60], []string{"truncated"}},
 		{"json: error status", `{"status":"error","errorType":"bad_data","error":"parse error"}`, []string{"status is \"error\"", "parse error"}},
@@ -142,7 +151,7 @@ func TestMalformedRecordings(t *testing.T) {
 		{"json: out of order", jsonDoc(`{"metric":{"__name__":"kube_node_info","node":"a"},"values":[[1767571200,"1"],[1767571100,"1"]]}`),
 			[]string{"line 2", `kube_node_info{node="a"}`, "out of order"}},
 		{"json: number value", jsonDoc(`{"metric":{"__name__":"kube_node_info","node":"a"},"values":[[1767571200,1]]}`),
-			[]string{"line 2", "value as a JSON string"}},
+			[]string{"line 2", "series 1", "sample value must be a quoted string"}},
 		{"json: no name", jsonDoc(`{"metric":{"node":"a"},"values":[[1767571200,"1"]]}`), []string{"line 2", "no metric name"}},
 		{"json: milliseconds", jsonDoc(`{"metric":{"__name__":"kube_node_info","node":"a"},"values":[[1767571200000,"1"]]}`),
 			[]string{"line 2", "milliseconds"}},
@@ -181,4 +190,72 @@ func shipped(t testing.TB, name string) *Recording {
 	}
 	shippedCache.Store(name, r)
 	return r
+}
+
+// TestOpenMetricsAsTheSpecSays: metadata lines, exemplars, _created start times and escapes
+// are read as OpenMetrics defines them, and an error after them still names its own line.
+func TestOpenMetricsAsTheSpecSays(t *testing.T) {
+	const text = `# HELP node_cpu_seconds Seconds the CPUs spent in each mode.
+# TYPE node_cpu_seconds counter
+# UNIT node_cpu_seconds seconds
+node_cpu_seconds_total{cpu="0",mode="idle"} 100.5 1767571200.001 # {trace_id="abc"} 1 1767571199.5
+node_cpu_seconds_created{cpu="0",mode="idle"} 1767500000 1767571200.001
+node_cpu_seconds_total{cpu="0",mode="idle"} 115.25 1767571215.999
+# TYPE kube_pod_status_phase gauge
+# HELP kube_pod_status_phase The pod's phase, with a "quote" and a \\ backslash.
+kube_pod_status_phase{namespace="default",phase="Pending",pod="web-\"7\"\\x",uid=""} 1 1767571200
+# EOF`
+	rec, err := ParseOpenMetrics([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Series) != 2 || rec.NumSamples() != 3 {
+		t.Fatalf("got %d series, %d samples, want 2 and 3 (no _created, no exemplar): %+v", len(rec.Series), rec.NumSamples(), rec.Series)
+	}
+	pod, cpu := rec.Series[0], rec.Series[1]
+	if got := pod.Labels.Get("pod"); got != `web-"7"\x` {
+		t.Errorf("escaped label value = %q", got)
+	}
+	if pod.Labels.Has("uid") {
+		t.Errorf("an empty label value is an absent label: %s", pod.Labels)
+	}
+	want := []Sample{{T: 1767571200001, V: 100.5}, {T: 1767571215999, V: 115.25}}
+	if len(cpu.Samples) != 2 || cpu.Samples[0] != want[0] || cpu.Samples[1] != want[1] {
+		t.Errorf("samples = %+v, want %+v (seconds to exact milliseconds)", cpu.Samples, want)
+	}
+
+	// The same text with a bad sample appended before # EOF: line 10.
+	bad := strings.Replace(text, "# EOF", `kube_pod_status_phase{pod="a"} 1`+"\n# EOF", 1)
+	_, err = ParseOpenMetrics([]byte(bad))
+	if err == nil || !strings.HasPrefix(err.Error(), "line 10: ") || !strings.Contains(err.Error(), "no timestamp") {
+		t.Errorf("error %v, want line 10: ... no timestamp", err)
+	}
+}
+
+// TestOpenMetricsTimestampsAreExactMilliseconds: every millisecond of a day's worth of
+// magnitudes survives WriteOpenMetrics and textparse's seconds-to-milliseconds conversion.
+func TestOpenMetricsTimestampsAreExactMilliseconds(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("# TYPE kube_node_info gauge\n")
+	var want []int64
+	for _, base := range []int64{1e9 * 1000, 1767571200000, 4102444800000} { // 2001, 2026, 2100
+		for ms := base; ms < base+2000; ms += 7 {
+			want = append(want, ms)
+			b.WriteString(`kube_node_info{node="a"} 1 ` + formatSeconds(ms) + "\n")
+		}
+	}
+	b.WriteString("# EOF\n")
+	rec, err := ParseOpenMetrics([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.Series[0].Samples
+	if len(got) != len(want) {
+		t.Fatalf("%d samples, want %d", len(got), len(want))
+	}
+	for i, s := range got {
+		if s.T != want[i] {
+			t.Fatalf("sample %d at %d ms, want %d (written as %s)", i, s.T, want[i], formatSeconds(want[i]))
+		}
+	}
 }

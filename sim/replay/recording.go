@@ -154,6 +154,8 @@ func (r *Recording) Diff(o *Recording) string {
 type builder struct {
 	series map[string]*Series
 	seen   map[string]int // series key -> the document (JSON response, chunk) that last added to it
+	last   labels.Labels  // the series of the previous add and its key: files hold a series' samples together
+	key    string
 }
 
 func newBuilder() *builder {
@@ -164,7 +166,10 @@ func newBuilder() *builder {
 // sample belongs to: the first sample of a later document may repeat the last one of an
 // earlier document exactly (overlapping chunk bounds), anything else out of order is an error.
 func (b *builder) add(lset labels.Labels, doc int, t int64, v float64) error {
-	key := lset.String()
+	if !labels.Equal(lset, b.last) || b.key == "" {
+		b.last, b.key = lset, lset.String()
+	}
+	key := b.key
 	s, ok := b.series[key]
 	if !ok {
 		s = &Series{Labels: lset}

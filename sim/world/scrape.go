@@ -15,7 +15,8 @@ type exporters struct {
 	store *metrics.Store
 	nodes map[*cluster.Node]*nodeRefs
 	pods  map[*cluster.Pod]*podRefs
-	n     uint64 // scrapes so far
+	rules *ruleSeries // nil unless the policy reads the rules' series (scrape_rules.go)
+	n     uint64      // scrapes so far
 }
 
 type nodeRefs struct {
@@ -118,6 +119,11 @@ func (e *exporters) scrape(c *cluster.Cluster, tMillis int64, zoneOf func(instan
 	for p, r := range e.pods {
 		if r.seen != e.n {
 			delete(e.pods, p)
+		}
+	}
+	if e.rules != nil {
+		if err := e.rules.scrape(c, tMillis); err != nil {
+			return err
 		}
 	}
 	e.store.EndScrape(tMillis)

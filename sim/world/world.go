@@ -116,6 +116,10 @@ func New(cfg Config) (*World, error) {
 		masterPrice: masterPrice}
 	w.Metrics = metrics.NewQuerier(w.TSDB)
 	w.exp = newExporters(w.TSDB)
+	if len(cfg.Policy.ReadingNames()) > len(engine.QueryNames()) {
+		w.exp.rules = newRuleSeries(w.TSDB, simShapes{appCPUm: w.Sim.App.CPURequestm, appMemMiB: w.Sim.App.MemoryRequestMiB,
+			sysCPUm: w.Sim.Node.SystemCPUm, sysMemMiB: w.Sim.Node.SystemMemMiB})
+	}
 	cl.OnRunning = func(in *cloud.Instance) {
 		join := cl.JoinDelay()
 		loop.After(join, func() {
