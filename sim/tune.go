@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/smartscale/smartscale/engine"
+	"github.com/smartscale/smartscale/internal/progress"
 	"github.com/smartscale/smartscale/scenarios"
 	"github.com/smartscale/smartscale/sim/tune"
 )
@@ -93,7 +94,7 @@ func parseTuneFlags(args []string, stderr io.Writer) (tuneOptions, error) {
 	fs.StringVar(&o.shard, "shard", "", "run only the `i/n`-th slice of the points (0 <= i < n: the points whose index is i mod n; merge the shards with tune merge)")
 	fs.StringVar(&o.resume, "resume", "", "continue the sweep in `DIR` (its sweep.json gives every setting), skipping its finished runs; a sweep whose -out already holds it continues the same way")
 	fs.StringVar(&o.out, "out", "", "output `DIR` (default out/tune, or the -resume DIR)")
-	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors (no progress: a bar with ETA on a terminal, a line every 10% otherwise)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -157,7 +158,8 @@ func runTune(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		len(pl.Points), pl.Mode, shard, len(s.Scenarios), len(s.Seeds), mine*per, len(tune.References())*per, par, out)
 	opt := tune.Options{Parallel: par, Resume: o.resume != ""}
 	if !o.quiet {
-		opt.Progress = func(total int) tune.Progress { return newProgress(stderr, "tune", int64(total)) }
+		// a bar with rate and ETA on a terminal, a line every 10% otherwise
+		opt.Progress = func(total int) tune.Progress { return progress.New(stderr, "tune: runs", int64(total)) }
 	}
 	res, err := tune.RunSweep(ctx, pl, out, opt)
 	if errors.Is(err, tune.ErrInterrupted) {

@@ -167,3 +167,47 @@ func TestTuneJobArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestTuneProgressIntoAFile: with stderr a file, tune writes internal/progress's plain lines
+// (no carriage returns), the last at 100%; -quiet writes none.
+func TestTuneProgressIntoAFile(t *testing.T) {
+	dir := t.TempDir()
+	sp := filepath.Join(dir, "space.json")
+	os.WriteFile(sp, []byte(`{"scale_up_sustain": ["2m"]}`), 0o644)
+	for i, quiet := range []bool{false, true} {
+		log, err := os.Create(filepath.Join(dir, "err.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"tune", "-space", sp, "-scenario", "../testdata/golden/short.json", "-seeds", "1", "-out", filepath.Join(dir, fmt.Sprint(i))}
+		if quiet {
+			args = append(args, "-quiet")
+		}
+		var stdout strings.Builder
+		code := run(t.Context(), args, &stdout, log)
+		log.Close()
+		b, _ := os.ReadFile(log.Name())
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, b)
+		}
+		if strings.ContainsRune(string(b), '\r') {
+			t.Errorf("%v: carriage return in stderr written to a file: %q", args, b)
+		}
+		var lines []string
+		for l := range strings.Lines(string(b)) {
+			if strings.HasPrefix(l, "tune: runs: ") {
+				lines = append(lines, l)
+			}
+		}
+		runs := 1 + 6 // the point and the references, on one scenario and seed
+		if quiet {
+			if len(lines) != 0 || len(b) != 0 || stdout.Len() != 0 {
+				t.Errorf("-quiet wrote %q and %q", b, stdout.String())
+			}
+			continue
+		}
+		if want := fmt.Sprintf("tune: runs: 100%% (%d/%d)\n", runs, runs); len(lines) == 0 || lines[len(lines)-1] != want {
+			t.Errorf("progress lines %q, want the last %q", lines, want)
+		}
+	}
+}
