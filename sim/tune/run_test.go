@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,9 +13,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/smartscale/smartscale/engine"
 	"github.com/smartscale/smartscale/scenarios"
+	"github.com/smartscale/smartscale/sim/world"
 )
 
 // testSpace is small on purpose: 6 points on the 40-minute golden scenario, 2 seeds.
@@ -357,5 +360,80 @@ func TestShardsAndSeeds(t *testing.T) {
 	spec.Shard = Shard{2, 3}
 	if _, err := NewPlan(spec); err == nil || !strings.Contains(err.Error(), "2 points cannot make 3 shards") {
 		t.Errorf("more shards than points: %v", err)
+	}
+}
+
+// TestPresetSpace sweeps the presets themselves: "preset": ["brief", "responsive"] gives one
+// point per preset, each run exactly as the simulator runs that preset (the responsive
+// point's world writes the rule series its queries read), and each point's policy file reads
+// back to its policy, preset included, so the recommendation is usable whichever it is.
+func TestPresetSpace(t *testing.T) {
+	dir := t.TempDir()
+	spec := testSpec(t, `{"preset": ["brief", "responsive"], "scale_up_cooldown": ["4m"]}`)
+	spec.Seeds = []uint64{1}
+	sweep(t, spec, dir, Options{Parallel: 2})
+	pl, err := NewPlan(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := readRuns(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Run{}
+	for _, r := range runs {
+		got[r.Unit] = r
+	}
+	sc := spec.Scenarios[0]
+	var costs []float64
+	for i, name := range []string{engine.PresetBrief, engine.PresetResponsive} {
+		want, err := engine.PresetPolicy(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.ScaleUpCooldown = 4 * time.Minute
+		if pl.Policies[i] != want {
+			t.Errorf("point %d: policy %+v, want the %s preset with a 4m cooldown %+v", i, pl.Policies[i], name, want)
+		}
+		direct, err := runOne(context.Background(), job{unit: "direct", sc: sc, seed: 1, policy: want})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := got[fmt.Sprintf("p%d", i)]
+		direct.Unit = r.Unit
+		if r != direct {
+			t.Errorf("point %d (%s): the sweep's run %+v, the simulator's %+v", i, name, r, direct)
+		}
+		costs = append(costs, r.CostUSD)
+		b, err := pl.Policies[i].MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := engine.ParsePolicy(bytes.NewReader(b), engine.DefaultPolicy())
+		if err != nil || back != pl.Policies[i] {
+			t.Errorf("point %d: its policy file %s reads back as %+v (%v)", i, b, back, err)
+		}
+		if name == engine.PresetResponsive && !bytes.Contains(b, []byte(`"preset":"responsive"`)) {
+			t.Errorf("the responsive point's policy file does not name its preset: %s", b)
+		}
+	}
+	// the responsive point's world has the series its rules read: its last tick reads them
+	w, err := world.New(world.Config{Scenario: sc.Scenario, Seed: 1, Policy: pl.Policies[1], InitialWorkers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Run(context.Background())
+	if err != nil || len(res.Records) == 0 {
+		t.Fatalf("responsive run: %v", err)
+	}
+	if rd := res.Records[len(res.Records)-1].Observation.Readings; !rd.HPADesired.OK() || !rd.RequestedCPUMax.OK() {
+		t.Errorf("the responsive point's last tick lacks the rules' readings: HPA desired %+v, requested CPU %+v", rd.HPADesired, rd.RequestedCPUMax)
+	}
+	if costs[0] == costs[1] {
+		t.Errorf("both presets cost $%v: the preset did not reach the runs", costs[0])
+	}
+	lines := readLines(t, filepath.Join(dir, FilePoints))
+	if len(lines) != 2 || !bytes.Contains(lines[1].Policy, []byte(`"preset":"responsive"`)) {
+		t.Errorf("points.jsonl: %+v", lines)
 	}
 }
