@@ -84,7 +84,7 @@ func parseTuneFlags(args []string, stderr io.Writer) (tuneOptions, error) {
 	fs.StringVar(&o.replays, "replay", "", "comma-separated recording `FILES` to tune on, with -closed-loop (each becomes a scenario)")
 	fs.BoolVar(&o.closedLoop, "closed-loop", false, "with -replay: drive simulated clusters with each recording's demand (required: an open-loop replay has no cost or SLO to tune on)")
 	fs.StringVar(&o.replaySim, "replay-sim", "", "with -closed-loop: built-in scenario `NAME` or FILE whose simulator settings (node, app, HPA, EC2) to use")
-	fs.StringVar(&o.policy, "policy", "", "JSON `FILE` of the base policy the points override (default: the brief's defaults); a point's \"preset\" starts from that preset instead")
+	fs.StringVar(&o.policy, "policy", "", "the base policy the points override and the base reference: a preset (brief, the default, or responsive) or a JSON `FILE` of overrides; a point's \"preset\" starts from that preset instead")
 	fs.StringVar(&o.seeds, "seeds", "1-3", "the `SEEDS` every point runs on: a range 1-5, a list 1,3,7 or both")
 	fs.IntVar(&o.budget, "budget", 100, "at most `N` points: the full grid when it has at most N points, else a Latin-hypercube sample of N")
 	fs.Uint64Var(&o.sampleSeed, "sample-seed", 1, "seed of the Latin-hypercube sample")

@@ -60,6 +60,8 @@ func TestTuneBadInputBeforeAnySimulation(t *testing.T) {
 		{[]string{"-scenario", short}, "-space FILE is required"},
 		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`), "-scenario", short, "-budget", "0"}, "budget must be >= 1"},
 		{[]string{"-resume", filepath.Join(dir, "nothing")}, "no such file"},
+		{[]string{"-space", space(`{"preset": ["brief", "fast"]}`), "-scenario", short}, "point 1 {\"preset\":\"fast\"}:\n    policy: preset: unknown preset \"fast\""},
+		{[]string{"-space", space(`{"scale_up_sustain": ["1m"]}`), "-scenario", short, "-policy", filepath.Join(dir, "no-policy.json")}, "reading policy"},
 	} {
 		out := filepath.Join(dir, "out")
 		code, _, stderr := runCLI(t, append(append([]string{"tune"}, c.args...), "-out", out)...)
