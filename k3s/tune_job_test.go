@@ -60,20 +60,20 @@ func TestTuneJob(t *testing.T) {
 	}
 	var env *corev1.EnvVar
 	for i := range c.Env {
-		if c.Env[i].Name == "SHARD" {
+		if c.Env[i].Name == "JOB_COMPLETION_INDEX" {
 			env = &c.Env[i]
 		}
 	}
 	if env == nil || env.ValueFrom == nil || env.ValueFrom.FieldRef == nil ||
 		env.ValueFrom.FieldRef.FieldPath != "metadata.annotations['batch.kubernetes.io/job-completion-index']" {
-		t.Fatalf("SHARD is not the pod's completion index: %+v", env)
+		t.Fatalf("JOB_COMPLETION_INDEX is not the pod's completion index: %+v", env)
 	}
 	shard, out := arg(t, c.Args, "-shard"), arg(t, c.Args, "-out")
-	if shard != fmt.Sprintf("$(SHARD)/%d", n) || !strings.Contains(out, "$(SHARD)") {
-		t.Errorf("-shard %s -out %s: want $(SHARD)/%d and a directory per shard", shard, out, n)
+	if shard != fmt.Sprintf("$(JOB_COMPLETION_INDEX)/%d", n) || !strings.Contains(out, "$(JOB_COMPLETION_INDEX)") {
+		t.Errorf("-shard %s -out %s: want $(JOB_COMPLETION_INDEX)/%d and a directory per shard", shard, out, n)
 	}
 	for i := range n + 1 {
-		_, err := tune.ParseShard(strings.ReplaceAll(shard, "$(SHARD)", fmt.Sprint(i)))
+		_, err := tune.ParseShard(strings.ReplaceAll(shard, "$(JOB_COMPLETION_INDEX)", fmt.Sprint(i)))
 		if (err == nil) != (i < n) {
 			t.Errorf("index %d: shard error %v", i, err)
 		}
@@ -91,7 +91,7 @@ func TestTuneJob(t *testing.T) {
 	mc := merge.Spec.Template.Spec.Containers[0]
 	var want []string
 	for i := range n {
-		want = append(want, strings.ReplaceAll(out, "$(SHARD)", fmt.Sprint(i)))
+		want = append(want, strings.ReplaceAll(out, "$(JOB_COMPLETION_INDEX)", fmt.Sprint(i)))
 	}
 	if len(mc.Args) < 4 || !slices.Equal(mc.Args[:3], []string{"tune", "merge", "-out"}) || !slices.Equal(mc.Args[4:], want) {
 		t.Errorf("merge args %q, want tune merge -out DIR %q", mc.Args, want)

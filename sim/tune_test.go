@@ -151,7 +151,7 @@ func TestTuneJobArgs(t *testing.T) {
 	for i := range completions {
 		a := slices.Clone(args[1:])
 		for k := range a {
-			a[k] = strings.ReplaceAll(a[k], "$(SHARD)", fmt.Sprint(i))
+			a[k] = strings.ReplaceAll(a[k], "$(JOB_COMPLETION_INDEX)", fmt.Sprint(i))
 			if a[k] == "/config/space.json" {
 				a[k] = space
 			}
