@@ -16,6 +16,14 @@ type parseCache struct {
 	parser.Parser
 	mu    sync.Mutex
 	trees map[string]parser.Expr // nil: not copyable, parse every time
+	// pending is the next parse of one query's subqueries replaced by their windows
+	// (subquery.go), consumed by that parse
+	pending *substitution
+}
+
+type substitution struct {
+	input string
+	mats  []*parser.MatrixSelector // in sitesOf order
 }
 
 func newParseCache() *parseCache {
@@ -26,6 +34,44 @@ func newParseCache() *parseCache {
 func (c *parseCache) ParseExpr(input string) (parser.Expr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e, err := c.parse(input)
+	if p := c.pending; p != nil && p.input == input && err == nil {
+		c.pending = nil
+		if sites := sitesOf(e, false, nil); len(sites) == len(p.mats) {
+			for i, s := range sites {
+				s.call.Args[s.arg] = p.mats[i]
+			}
+		}
+	}
+	return e, err
+}
+
+// register makes key parse to a copy of e; false when e cannot be copied.
+func (c *parseCache) register(key string, e parser.Expr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pristine, ok := cloneExpr(e)
+	if ok {
+		c.trees[key] = pristine
+	}
+	return ok
+}
+
+// substitute makes the next parse of input put mats in place of its subqueries; unsubstitute
+// forgets it when that parse did not happen.
+func (c *parseCache) substitute(input string, mats []*parser.MatrixSelector) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = &substitution{input: input, mats: mats}
+}
+
+func (c *parseCache) unsubstitute() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = nil
+}
+
+func (c *parseCache) parse(input string) (parser.Expr, error) {
 	if tree, ok := c.trees[input]; ok && tree != nil {
 		if e, ok := cloneExpr(tree); ok {
 			return e, nil

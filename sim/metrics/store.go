@@ -27,6 +27,11 @@ type Store struct {
 	scrape, lastGen uint64
 	seenNow         []*series
 	lastScrape      []*series
+	// maxT is the newest sample's time and sealed the newest finished scrape's (MinInt64:
+	// none yet); epoch counts the appends older than maxT or at a sealed time, which may
+	// change answers at earlier times (subquery.go keeps answers of settled times).
+	maxT, sealed int64
+	epoch        uint64
 }
 
 type series struct {
@@ -39,7 +44,7 @@ type series struct {
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{index: map[uint64][]*series{}, byName: map[string]*family{}}
+	return &Store{index: map[uint64][]*series{}, byName: map[string]*family{}, maxT: math.MinInt64, sealed: math.MinInt64}
 }
 
 func (s *Store) get(lset labels.Labels) *series {
@@ -81,6 +86,7 @@ func (s *Store) appendTo(sr *series, tMillis int64, v float64) error {
 		return fmt.Errorf("series %s: sample at %d is not after the newest (%d)", sr.lset, tMillis, sr.pts.last())
 	}
 	sr.pts.append(point{tMillis, v})
+	s.advance(tMillis)
 	if !sr.inLive {
 		sr.fam.rebuild = true
 	}
@@ -89,6 +95,24 @@ func (s *Store) appendTo(sr *series, tMillis int64, v float64) error {
 		s.seenNow = append(s.seenNow, sr)
 	}
 	return nil
+}
+
+// advance records a sample at tMillis: a new epoch when it is older than the newest or at
+// the time of a finished scrape.
+func (s *Store) advance(tMillis int64) {
+	if tMillis < s.maxT || tMillis <= s.sealed {
+		s.epoch++
+	}
+	s.maxT = max(s.maxT, tMillis)
+}
+
+// settled is the newest time whose answers no sample to come can change (within an epoch):
+// the one before the newest sample, or the newest finished scrape's.
+func (s *Store) settled() int64 {
+	if s.maxT == math.MinInt64 {
+		return math.MinInt64
+	}
+	return max(s.maxT-1, s.sealed)
 }
 
 // BeginScrape starts a scrape: series appended until EndScrape are "seen".
@@ -105,10 +129,12 @@ func (s *Store) EndScrape(tMillis int64) {
 	for _, sr := range s.lastScrape {
 		if sr.seen != s.scrape && (sr.pts.len() == 0 || sr.pts.last() < tMillis) {
 			sr.pts.append(point{tMillis, math.Float64frombits(value.StaleNaN)})
+			s.advance(tMillis)
 		}
 	}
 	s.lastScrape, s.seenNow = s.seenNow, s.lastScrape
 	s.scrape = 0
+	s.sealed = max(s.sealed, tMillis)
 	if s.lastGen%compactEvery == 0 {
 		for _, f := range s.byName {
 			f.prune(tMillis - liveHorizon.Milliseconds())

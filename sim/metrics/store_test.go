@@ -21,7 +21,10 @@ var epoch = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 // churn fills a store the way the simulated exporters do for 3 hours at 15 s: nodes that
 // come, go and come back after more than liveHorizon (node-d), pods with short lives,
 // counters, gauges and one-hot phases, with staleness markers from the scrapes.
-func churn(t testing.TB) *Store {
+func churn(t testing.TB) *Store { return churnWith(t, nil) }
+
+// churnWith is churn calling after(at) after each scrape.
+func churnWith(t testing.TB, after func(s *Store, at time.Duration)) *Store {
 	t.Helper()
 	s := NewStore()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -84,6 +87,9 @@ func churn(t testing.TB) *Store {
 			}
 		}
 		s.EndScrape(tm)
+		if after != nil {
+			after(s, at)
+		}
 	}
 	return s
 }
