@@ -207,7 +207,7 @@ func runJobs(ctx context.Context, todo []job, dir string, opt Options, done map[
 		par = runtime.GOMAXPROCS(0)
 	}
 	var bar Progress = nopProgress{}
-	if opt.Progress != nil {
+	if opt.Progress != nil && len(todo) > 0 { // nothing left to run: no progress to show
 		bar = opt.Progress(len(todo))
 	}
 	defer bar.Finish()
