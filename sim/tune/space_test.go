@@ -1,6 +1,8 @@
 package tune
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -168,5 +170,27 @@ func TestPoliciesThroughTheEngine(t *testing.T) {
 	if len(pols) != 4 || pols[0].Preset != engine.PresetBrief || pols[2].Preset != engine.PresetResponsive ||
 		pols[3].ScaleUpSustain.Minutes() != 2 || pols[2].Rules == pols[0].Rules {
 		t.Errorf("presets: %+v", pols)
+	}
+}
+
+// TestShippedSpaces: the spaces of the README's and docs/tune.md's examples are the grids
+// they say (96 and 72 points within the default budget) of policies the engine accepts.
+func TestShippedSpaces(t *testing.T) {
+	for file, want := range map[string]int{"space.json": 96, "presets.json": 72} {
+		data, err := os.ReadFile(filepath.Join("../../testdata/tune", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp, err := ParseSpace(data)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		pts, mode := sp.Points(100, 1)
+		if len(pts) != want || mode != ModeGrid {
+			t.Errorf("%s: %d points (%s), want the %d-point grid", file, len(pts), mode, want)
+		}
+		if _, err := Policies(sp, pts, engine.DefaultPolicy()); err != nil {
+			t.Errorf("%s: %v", file, err)
+		}
 	}
 }
