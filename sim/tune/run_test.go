@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/smartscale/smartscale/engine"
 	"github.com/smartscale/smartscale/scenarios"
+	"github.com/smartscale/smartscale/sim/replay"
 	"github.com/smartscale/smartscale/sim/world"
 )
 
@@ -268,7 +270,19 @@ func TestInterruptAndResume(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(dir, FileRuns), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"unit":"p3","scenario":"sho`)
 	f.Close()
-	out, err := RunSweep(context.Background(), pl, dir, Options{Parallel: 2}) // the same sweep continues
+	// -resume DIR: the sweep as sweep.json has it, scenarios included, runs what is missing
+	loaded, err := LoadSpec(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(loaded.Scenarios, spec.Scenarios) {
+		t.Fatalf("sweep.json reads back other scenarios:\n%+v\nwant\n%+v", loaded.Scenarios, spec.Scenarios)
+	}
+	lpl, err := NewPlan(loaded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := RunSweep(context.Background(), lpl, dir, Options{Parallel: 2, Resume: true})
 
 	if err != nil {
 		t.Fatal(err)
@@ -435,5 +449,45 @@ func TestPresetSpace(t *testing.T) {
 	lines := readLines(t, filepath.Join(dir, FilePoints))
 	if len(lines) != 2 || !bytes.Contains(lines[1].Policy, []byte(`"preset":"responsive"`)) {
 		t.Errorf("points.jsonl: %+v", lines)
+	}
+}
+
+// TestSweepJSONKeepsScenarios: every built-in scenario, a scenario file and a recording's
+// derived scenario read back from sweep.json as they were loaded, what the parser derives
+// included (the JSON form alone lacks the node's cores and the HPA's durations).
+func TestSweepJSONKeepsScenarios(t *testing.T) {
+	var scs []scenarios.Scenario
+	for _, name := range append(scenarios.Names(), "../../testdata/golden/short.json") {
+		sc, err := scenarios.Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scs = append(scs, sc)
+	}
+	at := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	_, rec, err := replay.Scenario("recorded", "a recording's demand", []replay.DemandPoint{
+		{Time: at, RPS: 120.5, Workers: 3}, {Time: at.Add(time.Minute), RPS: 333.25, Workers: 3}}, scenarios.DefaultSim())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scs = append(scs, rec)
+	for _, sc := range scs {
+		spec := testSpec(t, testSpace)
+		spec.Scenarios = []Scenario{{Source: sc.Name, Scenario: sc}}
+		pl, err := NewPlan(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		man, err := pl.manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, _, err := readManifest(man)
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Name, err)
+		}
+		if !reflect.DeepEqual(back.Scenarios[0].Scenario, sc) {
+			t.Errorf("%s reads back as\n%+v\nwant\n%+v", sc.Name, back.Scenarios[0].Scenario, sc)
+		}
 	}
 }

@@ -218,6 +218,36 @@ func scenarioHash(sc scenarios.Scenario) (string, error) {
 	return hex.EncodeToString(s[:]), nil
 }
 
+// reparse rebuilds a scenario read back from JSON through the scenario parser: the JSON
+// form of a Scenario leaves out what the parser derives (the node's cores, the HPA's
+// durations), without which it would simulate another cluster. It is an error when the
+// rebuilt scenario is not the stored one.
+func reparse(sc scenarios.Scenario) (scenarios.Scenario, error) {
+	k6 := map[string]any{"executor": sc.Executor}
+	if sc.Executor == "constant-arrival-rate" && len(sc.Stages) == 1 {
+		k6["rate"], k6["duration"] = sc.StartRate, sc.Stages[0].Duration.String()
+	} else {
+		stages := make([]map[string]any, len(sc.Stages))
+		for i, st := range sc.Stages {
+			stages[i] = map[string]any{"duration": st.Duration.String(), "target": st.Target}
+		}
+		k6["startRate"], k6["stages"] = sc.StartRate, stages
+	}
+	data, err := json.Marshal(map[string]any{"description": sc.Description, "scenarios": map[string]any{"load": k6}, "smartscale": sc.Sim})
+	if err != nil {
+		return sc, err
+	}
+	back, err := scenarios.Parse(sc.Name, data)
+	if err != nil {
+		return sc, err
+	}
+	want, _ := json.Marshal(sc)
+	if got, _ := json.Marshal(back); !bytes.Equal(got, want) {
+		return sc, errors.New("does not read back as stored")
+	}
+	return back, nil
+}
+
 // manifest is sweep.json: the spec in full (scenarios included, so -resume and merge need
 // nothing else), the sweep's identity and the shard.
 type manifest struct {
@@ -293,7 +323,11 @@ func readManifest(data []byte) (Spec, manifest, error) {
 		if sum != s.SHA256 {
 			return Spec{}, m, fmt.Errorf("sweep.json: scenario %s does not match its sha256 (edited by hand?)", s.Name)
 		}
-		spec.Scenarios = append(spec.Scenarios, Scenario{Source: s.Source, Scenario: s.Scenario})
+		sc, err := reparse(s.Scenario)
+		if err != nil {
+			return Spec{}, m, fmt.Errorf("sweep.json: scenario %s: %w", s.Name, err)
+		}
+		spec.Scenarios = append(spec.Scenarios, Scenario{Source: s.Source, Scenario: sc})
 	}
 	return spec, m, nil
 }
