@@ -5,7 +5,6 @@ TOOLS := $(CURDIR)/.tools
 export PATH := $(TOOLS)/bin:$(PATH)
 SCENARIO ?= flash-sale
 SEED ?= 1
-RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 
 .PHONY: help build test test-go test-deploy lint lint-scripts check-k3s sim report bench lambda chaos tools clean
 
@@ -16,10 +15,10 @@ build: ## build and vet every package
 	$(GO) build ./...
 	$(GO) vet ./...
 
-tools: ## install what the tests need: prometheus+promtool, shellcheck (Debian), dynalite (npm), Lambda RIE (Go)
+tools: ## install what the tests need: prometheus+promtool, shellcheck (Debian), dynalite (npm), Lambda RIE, kube-apiserver/controller-manager/scheduler, kine, kwok (Go; versions in scripts/tools.sh)
 	@bash scripts/tools.sh
 
-test: tools ## the whole test suite (installs its tools first): Go tests with real Prometheus and dynalite, deploy mocks, script and manifest checks
+test: tools ## the whole test suite (installs its tools first): Go tests with real Prometheus, dynalite and Kubernetes control plane, deploy mocks, script and manifest checks
 	$(MAKE) test-go test-deploy lint-scripts check-k3s
 
 # CGO_ENABLED=0: the Lambda is built without cgo (the RIE test builds it), so the tests are
@@ -36,6 +35,8 @@ lint-scripts: ## shellcheck every script
 check-k3s: ## promtool checks of the Prometheus config and alert rules
 	@if [ -f k3s/monitoring/prometheus-config.yml ]; then promtool check config --syntax-only k3s/monitoring/prometheus-config.yml; fi
 	@for f in $$(git ls-files 'k3s/monitoring/*rules*.yml'); do promtool check rules $$f; done
+	@tmp=$$(mktemp -d); sed -e "s#/etc/alertmanager/#$(CURDIR)/k3s/monitoring/#" -e 's#SMARTSCALE_ALERT_TOPIC_ARN#arn:aws:sns:us-east-1:123456789012:check#' -e 's#SMARTSCALE_REGION#us-east-1#' \
+	  k3s/monitoring/alertmanager.yml >$$tmp/alertmanager.yml && amtool check-config $$tmp/alertmanager.yml >/dev/null && echo "alertmanager.yml: SUCCESS"; rc=$$?; rm -rf $$tmp; exit $$rc
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -162,6 +162,18 @@ func newAutoscaler(ctx *pulumi.Context, cfg Config, acct Account, net *Network, 
 	}); err != nil {
 		return nil, err
 	}
+	// Alertmanager's scale-up alerts invoke the same function: an alert tick (alert_ticks).
+	if _, err = lambda.NewPermission(ctx, "alert-tick", &lambda.PermissionArgs{
+		Action: pulumi.String("lambda:InvokeFunction"), Function: a.Function.Name,
+		Principal: pulumi.String("sns.amazonaws.com"), SourceArn: cl.AlertTopic.Arn,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err = sns.NewTopicSubscription(ctx, "alert-tick", &sns.TopicSubscriptionArgs{
+		Topic: cl.AlertTopic.Arn, Protocol: pulumi.String("lambda"), Endpoint: a.Function.Arn,
+	}); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -181,6 +193,7 @@ func lambdaEnv(cfg Config, cl *Cluster, a *Autoscaler, net *Network) pulumi.Stri
 		"SMARTSCALE_SUBNETS":               subnets,
 		"SMARTSCALE_INSTANCE_TYPES":        pulumi.String(strings.Join(cfg.WorkerInstanceTypes, ",")),
 		"SMARTSCALE_SNS_TOPIC_ARN":         a.Topic.Arn,
+		"SMARTSCALE_ALERT_TOPIC_ARN":       cl.AlertTopic.Arn,
 		"PROMETHEUS_URL":                   prometheusURL(cl),
 		"SLACK_WEBHOOK_SECRET_ARN":         a.SlackSecret.Arn,
 		"SMARTSCALE_KUBECONFIG_SECRET_ARN": cl.KubeSecret.Arn,

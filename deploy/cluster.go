@@ -17,6 +17,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -30,6 +31,7 @@ type Cluster struct {
 	Master         *ec2.Instance
 	LaunchTemplate *ec2.LaunchTemplate
 	NodeLogGroup   *cloudwatch.LogGroup
+	AlertTopic     *sns.Topic // Alertmanager publishes scale-up alerts; the Lambda subscribes
 }
 
 // Account holds the caller's identity, for ARNs that cannot come from a resource.
@@ -151,7 +153,20 @@ func newCluster(ctx *pulumi.Context, cfg Config, acct Account, net *Network, ami
 		return nil, err
 	}
 
-	masterUserData, err := masterUserData(cfg, c.TokenSecret.Arn, c.KubeSecret.Arn)
+	// The topic Alertmanager (on the master) publishes scale-up alerts to; the Lambda
+	// subscribes to it (newAutoscaler): an alert tick at once instead of at the next schedule.
+	if c.AlertTopic, err = sns.NewTopic(ctx, "alerts", &sns.TopicArgs{Tags: tags(cfg, cfg.ClusterID+"-alerts")}); err != nil {
+		return nil, err
+	}
+	if _, err = iam.NewRolePolicy(ctx, "master-alerts", &iam.RolePolicyArgs{
+		Role: c.MasterRole.Name,
+		Policy: policyOf(func(v []string) []Statement {
+			return []Statement{allow("PublishScaleUpAlerts", []string{"sns:Publish"}, v[0])}
+		}, c.AlertTopic.Arn),
+	}); err != nil {
+		return nil, err
+	}
+	masterUserData, err := masterUserData(cfg, c.TokenSecret.Arn, c.KubeSecret.Arn, c.AlertTopic.Arn)
 	if err != nil {
 		return nil, err
 	}
@@ -269,16 +284,17 @@ func workerUserData(cfg Config, tokenSecretArn pulumi.StringOutput) (pulumi.Stri
 
 // masterUserData unpacks master-setup.sh and the manifests it applies, then runs it.
 // The bundle is a gzip'd tar so that it fits EC2's 16 KB user-data limit.
-func masterUserData(cfg Config, tokenSecretArn, kubeSecretArn pulumi.StringOutput) (pulumi.StringOutput, error) {
+func masterUserData(cfg Config, tokenSecretArn, kubeSecretArn, alertTopicArn pulumi.StringOutput) (pulumi.StringOutput, error) {
 	bundle, err := masterBundle(filepath.Join(cfg.RepoRoot, "k3s"))
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
-	return pulumi.All(tokenSecretArn, kubeSecretArn).ApplyT(func(v []any) string {
+	return pulumi.All(tokenSecretArn, kubeSecretArn, alertTopicArn).ApplyT(func(v []any) string {
 		settings := shellExports([][2]string{
 			{"SMARTSCALE_CLUSTER_ID", cfg.ClusterID},
 			{"SMARTSCALE_TOKEN_SECRET_ID", v[0].(string)},
 			{"SMARTSCALE_KUBECONFIG_SECRET_ID", v[1].(string)},
+			{"SMARTSCALE_ALERT_TOPIC_ARN", v[2].(string)},
 			{"SMARTSCALE_LOG_GROUP", nodeLogGroupName(cfg)},
 			{"K3S_VERSION", cfg.K3sVersion},
 		})

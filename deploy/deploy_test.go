@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -50,6 +51,7 @@ var (
 	ltArn         = "arn:aws:ec2:" + testRegion + ":" + testAccount + ":launch-template/lt-worker"
 	tableArn      = "arn:aws:dynamodb:" + testRegion + ":" + testAccount + ":table/state-physical"
 	topicArn      = "arn:aws:sns:" + testRegion + ":" + testAccount + ":events-physical"
+	alertTopicArn = "arn:aws:sns:" + testRegion + ":" + testAccount + ":alerts-physical"
 	tokenArn      = "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:k3s-agent-token-AbCdEf"
 	kubeArn       = "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:autoscaler-kube-AbCdEf"
 	slackArn      = "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:slack-webhook-AbCdEf"
@@ -582,6 +584,7 @@ func TestLambda(t *testing.T) {
 		"SMARTSCALE_SUBNETS":               "subnet-private-0=us-east-1a,subnet-private-1=us-east-1b",
 		"SMARTSCALE_INSTANCE_TYPES":        "t3.medium,t3a.medium",
 		"SMARTSCALE_SNS_TOPIC_ARN":         topicArn,
+		"SMARTSCALE_ALERT_TOPIC_ARN":       alertTopicArn,
 		"PROMETHEUS_URL":                   "http://" + testMasterIP + ":30090",
 		"SLACK_WEBHOOK_SECRET_ARN":         slackArn,
 		"SMARTSCALE_KUBECONFIG_SECRET_ARN": kubeArn,
@@ -630,10 +633,15 @@ func TestScheduleAndSlackForwarder(t *testing.T) {
 	}
 	perms := map[string]string{}
 	for _, p := range r.all(tPerm) {
-		perms[fmtS(p.Inputs["principal"])] = fmtS(p.Inputs["sourceArn"])
+		perms[fmtS(p.Inputs["principal"])+" "+fmtS(p.Inputs["sourceArn"])] = p.Name
 	}
-	if perms["events.amazonaws.com"] != "arn:aws:mock:us-east-1:"+testAccount+":EventRule/tick" || perms["sns.amazonaws.com"] != topicArn || len(perms) != 2 {
-		t.Errorf("invoke permissions %v", perms)
+	want := map[string]string{
+		"events.amazonaws.com arn:aws:mock:us-east-1:" + testAccount + ":EventRule/tick": "tick",
+		"sns.amazonaws.com " + topicArn:      "slack-forwarder",
+		"sns.amazonaws.com " + alertTopicArn: "alert-tick",
+	}
+	if !maps.Equal(perms, want) {
+		t.Errorf("invoke permissions %v, want %v", perms, want)
 	}
 	sub := r.one(t, tSub, "slack-forwarder")
 	if sub.Inputs["protocol"] != "lambda" || sub.Inputs["endpoint"] != functionArn || sub.Inputs["topic"] != topicArn {
@@ -856,5 +864,33 @@ func TestExampleStackConfig(t *testing.T) {
 	}
 	if got := get(f.Inputs, "environment", "variables", "SMARTSCALE_INSTANCE_TYPES"); got != "t3.medium,t3a.medium" {
 		t.Errorf("instance types %v from the example's list", got)
+	}
+}
+
+// TestAlertTicks: Alertmanager's topic invokes the Lambda (an alert tick), the master's role
+// may publish to that topic and nothing else of SNS, and both ends know the topic.
+func TestAlertTicks(t *testing.T) {
+	r := stack(t)
+	sub := r.one(t, tSub, "alert-tick")
+	if sub.Inputs["protocol"] != "lambda" || sub.Inputs["endpoint"] != functionArn || sub.Inputs["topic"] != alertTopicArn {
+		t.Errorf("alert subscription %v", sub.Inputs)
+	}
+	pub := stmtsFor(rolePolicy(t, r, "master-alerts"), "sns:Publish")
+	if len(pub) != 1 || !slices.Equal(pub[0].Resource, []string{alertTopicArn}) {
+		t.Errorf("master sns:Publish %+v, want the alert topic only", pub)
+	}
+	for _, name := range []string{"master", "worker", "autoscaler"} {
+		for _, s := range stmtsFor(rolePolicy(t, r, name), "sns:Publish") {
+			if slices.Contains(s.Resource, alertTopicArn) {
+				t.Errorf("role policy %s may publish alerts", name)
+			}
+		}
+	}
+	env := r.one(t, tFunction, "autoscaler").Inputs["environment"].(map[string]any)["variables"].(map[string]any)
+	if env["SMARTSCALE_ALERT_TOPIC_ARN"] != alertTopicArn {
+		t.Errorf("Lambda env SMARTSCALE_ALERT_TOPIC_ARN = %v", env["SMARTSCALE_ALERT_TOPIC_ARN"])
+	}
+	if ud := fmtS(r.one(t, tInstance, "master").Inputs["userData"]); !strings.Contains(ud, "export SMARTSCALE_ALERT_TOPIC_ARN='"+alertTopicArn+"'") {
+		t.Errorf("the master's user data does not export the alert topic")
 	}
 }

@@ -145,11 +145,9 @@ func demandOf(p Policy, r Readings) (ok bool, demand, predicted float64, why str
 	var parts []string
 	parts = append(parts, fmt.Sprintf("HPAs want %.0f", demand))
 	rate := r.RequestRate
-	switch {
-	case !rate.OK() || !r.ServedRate.OK():
+	if !rate.OK() || !r.ServedRate.OK() {
 		parts = append(parts, "request rates "+problemText(cmpReading(rate, r.ServedRate)))
-	case r.ServedRate.Value > 0 && rate.Value > r.ServedRate.Value*(1+1e-6):
-		f := rate.Value / r.ServedRate.Value
+	} else if f := offeredPerServed(r); f > 1 {
 		demand *= f
 		parts = append(parts, fmt.Sprintf("x %.2f offered/served (%.0f of %.0f req/s answered)", f, r.ServedRate.Value, rate.Value))
 	}
@@ -166,6 +164,16 @@ func demandOf(p Policy, r Readings) (ok bool, demand, predicted float64, why str
 		}
 	}
 	return true, demand, predicted, strings.Join(parts, " ")
+}
+
+// offeredPerServed is the requests offered per request answered, when more are offered than
+// answered (else 1, and 1 when either rate is missing).
+func offeredPerServed(r Readings) float64 {
+	rate, served := r.RequestRate, r.ServedRate
+	if !rate.OK() || !served.OK() || served.Value <= 0 || rate.Value <= served.Value*(1+1e-6) {
+		return 1
+	}
+	return rate.Value / served.Value
 }
 
 // cmpReading returns the first of two readings that is not OK.

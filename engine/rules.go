@@ -44,6 +44,11 @@ type Rules struct {
 	ScaleDownMaxStep int
 	// ScaleUpOnUsage: the brief's CPU and memory triggers (on in both presets).
 	ScaleUpOnUsage bool
+	// AlertTicks: ticks also come when Prometheus alerts for a scale-up condition fire
+	// (Alertmanager -> SNS -> the Lambda), besides the schedule; the simulator models them.
+	AlertTicks bool
+	// AlertTickMinInterval: an alert tick within this of the last one does nothing.
+	AlertTickMinInterval time.Duration
 }
 
 // Scale-up sizing modes.
@@ -63,7 +68,7 @@ func PresetNames() []string { return []string{PresetBrief, PresetResponsive} }
 
 // briefRules are the brief's: none of the rules beyond it.
 func briefRules() Rules {
-	return Rules{ScaleUpSizing: SizingMetrics, ScaleUpOnUsage: true, ScaleDownMaxStep: 1,
+	return Rules{ScaleUpSizing: SizingMetrics, ScaleUpOnUsage: true, ScaleDownMaxStep: 1, AlertTickMinInterval: 30 * time.Second,
 		NodeReserveCPUm: 100, NodeReserveMemoryMiB: 600, PredictWindow: 3 * time.Minute}
 }
 
@@ -124,6 +129,9 @@ func (r Rules) validate(p Policy) []error {
 	if v := r.ScaleDownRequestedPercent; math.IsNaN(v) || v < 0 || v > 100 {
 		bad("scale_down_requested_percent must be 0 (off) or in (0, 100], got %v", v)
 	}
+	if r.AlertTickMinInterval < 0 {
+		bad("alert_tick_min_interval must be >= 0, got %v", r.AlertTickMinInterval)
+	}
 	if r.ScaleDownMaxStep < 1 {
 		bad("scale_down_max_step must be >= 1, got %d", r.ScaleDownMaxStep)
 	}
@@ -147,6 +155,8 @@ type rulesFile struct {
 	NodeReserveMemoryMiB      *int     `json:"node_reserve_memory_mib,omitempty"`
 	ScaleDownRequestedPercent *float64 `json:"scale_down_requested_percent,omitempty"`
 	ScaleDownMaxStep          *int     `json:"scale_down_max_step,omitempty"`
+	AlertTicks                *bool    `json:"alert_ticks,omitempty"`
+	AlertTickMinInterval      *string  `json:"alert_tick_min_interval,omitempty"`
 }
 
 func (f rulesFile) apply(r *Rules) []error {
@@ -173,6 +183,8 @@ func (f rulesFile) apply(r *Rules) []error {
 	set(&r.NodeReserveMemoryMiB, f.NodeReserveMemoryMiB)
 	set(&r.ScaleDownRequestedPercent, f.ScaleDownRequestedPercent)
 	set(&r.ScaleDownMaxStep, f.ScaleDownMaxStep)
+	set(&r.AlertTicks, f.AlertTicks)
+	dur("alert_tick_min_interval", &r.AlertTickMinInterval, f.AlertTickMinInterval)
 	return errs
 }
 
@@ -219,6 +231,13 @@ func (r Rules) file(b Rules) rulesFile {
 	}
 	if r.ScaleDownMaxStep != b.ScaleDownMaxStep {
 		f.ScaleDownMaxStep = &r.ScaleDownMaxStep
+	}
+	if r.AlertTicks != b.AlertTicks {
+		f.AlertTicks = &r.AlertTicks
+	}
+	if r.AlertTickMinInterval != b.AlertTickMinInterval {
+		v := r.AlertTickMinInterval.String()
+		f.AlertTickMinInterval = &v
 	}
 	return f
 }

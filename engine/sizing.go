@@ -82,20 +82,35 @@ func podStep(p Policy, obs Observation, triggers []string, podNodes int) (int, s
 }
 
 // usageStep is the nodes that bring CPU and memory under their scale-up thresholds at
-// today's load, at least ScaleUpStep.
+// today's load, at least ScaleUpStep. With the demand rule on, the CPU is that of the load
+// offered, not only of the load served: a saturated app turns requests away, and the CPU it
+// shows is capped by the nodes it has (the same offered/served the demand grows by).
+//
+// The usage is that of the nodes measured (node-exporter's, which a launching node is not
+// yet among), spread over every node there will be, those launching included.
 func usageStep(p Policy, obs Observation) (int, string) {
 	n := float64(obs.Capacity() + p.ControlPlaneNodes)
+	measured := n
+	if r := obs.Readings.Nodes; r.OK() && r.Value >= 1 && r.Value < n {
+		measured = r.Value
+	}
 	step, why := p.ScaleUpStep, fmt.Sprintf("adding %d for the usage trigger", p.ScaleUpStep)
+	cpu, offered := obs.Readings.CPU, ""
+	if f := offeredPerServed(obs.Readings); p.ScaleUpOnDemand && cpu.OK() && f > 1 {
+		cpu.Value *= f
+		offered = fmt.Sprintf(" for the load offered (x %.2f offered/served)", f)
+	}
 	for _, u := range []struct {
 		name string
 		r    Reading
 		t    float64
-	}{{"cpu", obs.Readings.CPU, p.ScaleUpCPUPercent}, {"memory", obs.Readings.Memory, p.ScaleUpMemoryPercent}} {
+		of   string
+	}{{"cpu", cpu, p.ScaleUpCPUPercent, offered}, {"memory", obs.Readings.Memory, p.ScaleUpMemoryPercent, ""}} {
 		if !u.r.OK() {
 			continue
 		}
-		if k := int(math.Ceil(n*u.r.Value/u.t-1e-9) - n); k > step {
-			step, why = k, fmt.Sprintf("adding %d: %s %.1f%% on %.0f nodes needs %d more to get under %g%%", k, u.name, u.r.Value, n, k, u.t)
+		if k := int(math.Ceil(measured*u.r.Value/u.t-1e-9) - n); k > step {
+			step, why = k, fmt.Sprintf("adding %d: %s %.1f%%%s on %.0f nodes needs %d more than the %.0f there will be to get under %g%%", k, u.name, u.r.Value, u.of, measured, k, n, u.t)
 		}
 	}
 	return step, why

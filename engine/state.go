@@ -19,6 +19,8 @@ type State struct {
 	Finishing []*Operation `json:"finishing,omitempty"`
 	// Backoff maps an offering key to the time before which it is not tried again.
 	Backoff map[string]time.Time `json:"backoff,omitempty"`
+	// LastAlertTick is when the last tick an alert asked for ran.
+	LastAlertTick time.Time `json:"last_alert_tick,omitzero"`
 	// AtMax is set while the policy wants more than MaxWorkers, so the warning is sent once.
 	AtMax bool `json:"at_max,omitempty"`
 	// Seq numbers operations; operation IDs derive from it.

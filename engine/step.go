@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -44,6 +45,7 @@ type Step struct {
 // and the flight record the Lambda logs in production.
 type Record struct {
 	Time        time.Time   `json:"time"`
+	Trigger     string      `json:"trigger,omitempty"` // schedule, or alert:NAME
 	Holder      string      `json:"holder,omitempty"`
 	Lock        string      `json:"lock"` // acquired, held, dry_run, not_acquired
 	Fence       int64       `json:"fence,omitempty"`
@@ -82,7 +84,25 @@ const (
 	LockHeld        = "held"
 	LockDryRun      = "dry_run"
 	LockNotAcquired = "not_acquired"
+	LockSkipped     = "skipped" // an alert tick that did nothing (too soon, or alert ticks off)
 )
+
+// skipAlert says why an alert tick should do nothing, or "". It reads the state without the
+// lock: a race lets two alert ticks through, which the lock and the same-instant guard make
+// safe.
+func (s *Step) skipAlert(ctx context.Context, now time.Time) string {
+	if !s.Policy.AlertTicks {
+		return "alert ticks are off in the policy (alert_ticks): the schedule ticks"
+	}
+	st, err := s.Store.Load(ctx)
+	if err != nil {
+		return "" // the tick itself will report the store
+	}
+	if last := st.LastAlertTick; !last.IsZero() && now.Sub(last) < s.Policy.AlertTickMinInterval && !now.Before(last) {
+		return fmt.Sprintf("an alert tick ran %v ago (alert_tick_min_interval %v)", now.Sub(last).Round(time.Second), s.Policy.AlertTickMinInterval)
+	}
+	return ""
+}
 
 // ErrAborted is returned when the Hook killed the tick.
 var ErrAborted = errors.New("tick aborted")
@@ -104,7 +124,29 @@ func orDefault(d, def time.Duration) time.Duration {
 // non-nil when the tick could not observe, lost its lease, or was aborted. A lock held by
 // someone else is a clean exit (Lock "held", nil error).
 func (s *Step) Run(ctx context.Context, now time.Time, holder string) (Record, error) {
-	rec := Record{Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}}
+	return s.RunTriggered(ctx, now, holder, "")
+}
+
+// Tick triggers: what asked for a tick.
+const (
+	TriggerSchedule    = "schedule" // the EventBridge schedule (every 2 minutes)
+	TriggerAlertPrefix = "alert:"   // a Prometheus alert, through Alertmanager and SNS: alert:NAME
+)
+
+// RunTriggered is Run for a tick with its trigger recorded: TriggerSchedule, or
+// TriggerAlertPrefix+NAME for a tick a Prometheus alert asked for ("" records none). An
+// alert tick is an ordinary tick under the same lease and fence; one within the policy's
+// alert_tick_min_interval of the last alert tick does nothing (a storm of notifications is
+// one tick), and one when the policy's alert_ticks is off does nothing either.
+func (s *Step) RunTriggered(ctx context.Context, now time.Time, holder, trigger string) (Record, error) {
+	rec := Record{Time: now.UTC(), Holder: holder, Lock: LockNotAcquired, Acted: []Act{}, Trigger: trigger}
+	if strings.HasPrefix(trigger, TriggerAlertPrefix) {
+		if why := s.skipAlert(ctx, now); why != "" {
+			rec.Lock = LockSkipped
+			rec.Decision = Decision{Action: ActionNone, Reason: why}
+			return rec, nil
+		}
+	}
 	obs, err := Observe(ctx, s.Policy, s.Metrics, s.Cloud, s.Cluster, now)
 	rec.Observation = obs
 	if err != nil {
@@ -221,6 +263,9 @@ func (t *tick) act(a Act) { t.rec.Acted = append(t.rec.Acted, a) }
 func (t *tick) run() error {
 	p := t.s.Policy
 	busyOp := ""
+	if strings.HasPrefix(t.rec.Trigger, TriggerAlertPrefix) {
+		t.st.LastAlertTick = t.now
+	}
 	if !t.s.DryRun {
 		var err error
 		if busyOp, err = t.reconcile(); err != nil {

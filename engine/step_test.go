@@ -691,3 +691,34 @@ func TestStepInterruptedJoiningInstanceIsGone(t *testing.T) {
 		t.Fatalf("operation %+v, want it waiting for i-new1 only", st.Operation)
 	}
 }
+
+func TestStepAlertTicks(t *testing.T) {
+	r := newRig()
+	r.busy()
+	// alert ticks off in the policy: a notification does nothing
+	rec, err := r.step.RunTriggered(context.Background(), t0, "a1", engine.TriggerAlertPrefix+engine.AlertPodsUnschedulable)
+	if err != nil || rec.Lock != engine.LockSkipped || len(r.cloud.calls) != 0 {
+		t.Fatalf("alert ticks off: lock %s err %v calls %v", rec.Lock, err, r.cloud.calls)
+	}
+	r.step.Policy.AlertTicks = true
+	rec, err = r.step.RunTriggered(context.Background(), t0, "a2", engine.TriggerAlertPrefix+engine.AlertPodsUnschedulable)
+	if err != nil || rec.Trigger != "alert:"+engine.AlertPodsUnschedulable || rec.Decision.Action != engine.ActionScaleUp {
+		t.Fatalf("alert tick: %+v %v", rec.Decision, err)
+	}
+	// a storm of notifications within alert_tick_min_interval is one tick
+	for i, after := range []time.Duration{time.Second, 10 * time.Second, 29 * time.Second} {
+		rec, _ := r.step.RunTriggered(context.Background(), t0.Add(after), fmt.Sprintf("s%d", i), "alert:X")
+		if rec.Lock != engine.LockSkipped || !strings.Contains(rec.Decision.Reason, "alert_tick_min_interval") {
+			t.Errorf("%v after: %s %q", after, rec.Lock, rec.Decision.Reason)
+		}
+	}
+	rec, _ = r.step.RunTriggered(context.Background(), t0.Add(31*time.Second), "a3", "alert:X")
+	if rec.Lock != engine.LockAcquired {
+		t.Errorf("after the interval: lock %s", rec.Lock)
+	}
+	// a scheduled tick is never skipped, and records its trigger
+	rec, _ = r.step.RunTriggered(context.Background(), t0.Add(40*time.Second), "t", engine.TriggerSchedule)
+	if rec.Lock != engine.LockAcquired || rec.Trigger != engine.TriggerSchedule {
+		t.Errorf("schedule: %s %q", rec.Lock, rec.Trigger)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -30,6 +31,7 @@ import (
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
 
 	"github.com/smartscale/smartscale/engine"
 )
@@ -413,7 +415,8 @@ func TestDashboards(t *testing.T) {
 	}
 	// The utilisation panels show what the autoscaler decides on: the engine's queries.
 	q := engine.DefaultQueries()
-	for name, want := range map[string]string{"cpu": q.CPU, "memory": q.Memory, "pending": q.Pending, "nodes": q.Nodes} {
+	for name, want := range map[string]string{"cpu": q.CPU, "memory": q.Memory, "pending": q.Pending, "nodes": q.Nodes,
+		"hpa_desired": q.HPADesired, "request_rate": q.RequestRate, "served_rate": q.ServedRate} {
 		if !slices.Contains(exprs, want) {
 			t.Errorf("no dashboard panel uses the engine's %s query %q", name, want)
 		}
@@ -421,6 +424,64 @@ func TestDashboards(t *testing.T) {
 	for _, e := range exprs {
 		if strings.Contains(e, `mode!="idle"`) {
 			t.Errorf("dashboard query %q uses the brief's under-reading CPU form", e)
+		}
+	}
+}
+
+// The scale-up alert rules Prometheus evaluates are the engine's (responsive preset): the
+// simulator models these very expressions and for durations.
+func TestScaleUpAlertRulesAreTheEngines(t *testing.T) {
+	var doc struct {
+		Groups []struct {
+			Name     string `json:"name"`
+			Interval string `json:"interval"`
+			Rules    []struct {
+				Alert  string            `json:"alert"`
+				Expr   string            `json:"expr"`
+				For    string            `json:"for"`
+				Labels map[string]string `json:"labels"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	b, err := os.ReadFile("monitoring/alert-rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := engine.ResponsivePolicy().AlertRules()
+	for _, g := range doc.Groups {
+		if g.Name != "smartscale-scale-up" {
+			continue
+		}
+		if g.Interval != "5s" {
+			t.Errorf("rule interval %q, the simulator evaluates every 5s", g.Interval)
+		}
+		if len(g.Rules) != len(want) {
+			t.Fatalf("%d rules, the engine has %d", len(g.Rules), len(want))
+		}
+		for i, r := range g.Rules {
+			d, err := time.ParseDuration(r.For)
+			if err != nil || r.Alert != want[i].Name || strings.TrimSpace(r.Expr) != want[i].Expr || d != want[i].For || r.Labels["severity"] != "scale-up" {
+				t.Errorf("rule %d: %s %q for %s\nengine: %s %q for %v", i, r.Alert, r.Expr, r.For, want[i].Name, want[i].Expr, want[i].For)
+			}
+		}
+		return
+	}
+	t.Fatal("no smartscale-scale-up group in monitoring/alert-rules.yml")
+}
+
+// The ConfigMap Alertmanager reads and the standalone files amtool checks must agree.
+func TestAlertmanagerConfigMapMatchesStandaloneFiles(t *testing.T) {
+	cm := find[*corev1.ConfigMap](t, decodeAll(t), "alertmanager-config")
+	for key, file := range map[string]string{"alertmanager.yml": "monitoring/alertmanager.yml", "smartscale.tmpl": "monitoring/smartscale.tmpl"} {
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Data[key] != string(want) {
+			t.Errorf("ConfigMap key %s differs from %s", key, file)
 		}
 	}
 }

@@ -10,6 +10,8 @@
 #   SMARTSCALE_TOKEN_SECRET_ID  secret that receives the K3s agent token (workers read it)
 #   SMARTSCALE_KUBECONFIG_SECRET_ID  secret that receives the autoscaler's kubeconfig (Lambda reads it)
 #   SMARTSCALE_LOG_GROUP        CloudWatch Logs group for this script's log (optional)
+#   SMARTSCALE_ALERT_TOPIC_ARN  SNS topic Alertmanager publishes scale-up alerts to (optional:
+#                               without it Alertmanager is not installed and only the schedule ticks)
 #   K3S_VERSION                 K3s release, the same as the workers'
 #   MANIFEST_DIR                manifests to apply (default: manifests/ beside this script)
 #
@@ -23,6 +25,7 @@ set -euo pipefail
 : "${SMARTSCALE_TOKEN_SECRET_ID:?SMARTSCALE_TOKEN_SECRET_ID is not set}"
 : "${SMARTSCALE_KUBECONFIG_SECRET_ID:=}"
 : "${SMARTSCALE_LOG_GROUP:=/smartscale/${SMARTSCALE_CLUSTER_ID}/nodes}"
+: "${SMARTSCALE_ALERT_TOPIC_ARN:=}"
 : "${K3S_VERSION:=v1.33.1+k3s1}"
 : "${MANIFEST_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/manifests}"
 # Paths, overridable for k3s/master_setup_test.go.
@@ -154,7 +157,19 @@ log "agent token stored in $SMARTSCALE_TOKEN_SECRET_ID"
 install -d -m 0700 "$AUTODEPLOY"
 while IFS= read -r -d '' f; do
   rel=${f#"$MANIFEST_DIR"/}
-  install -m 0600 "$f" "$AUTODEPLOY/smartscale-${rel//\//-}"
+  dest="$AUTODEPLOY/smartscale-${rel//\//-}"
+  if grep -q SMARTSCALE_ALERT_TOPIC_ARN "$f"; then
+    # Alertmanager: only with an alert topic, whose ARN (and region) it publishes to
+    if [ -z "$SMARTSCALE_ALERT_TOPIC_ARN" ]; then
+      log "no SMARTSCALE_ALERT_TOPIC_ARN: $rel not installed, the schedule alone ticks"
+      continue
+    fi
+    alert_region=$(cut -d: -f4 <<<"$SMARTSCALE_ALERT_TOPIC_ARN")
+    sed -e "s|SMARTSCALE_ALERT_TOPIC_ARN|$SMARTSCALE_ALERT_TOPIC_ARN|g" -e "s|SMARTSCALE_REGION|$alert_region|g" "$f" >"$dest.tmp"
+    chmod 0600 "$dest.tmp" && mv "$dest.tmp" "$dest"
+    continue
+  fi
+  install -m 0600 "$f" "$dest"
 done < <(find "$MANIFEST_DIR" -type f \( -name '*.yaml' -o -name '*.yml' \) -print0)
 deployed() { "${KUBECTL[@]}" -n monitoring get deployment prometheus >/dev/null 2>&1; }
 retry 30 deployed || { log "the monitoring manifests were not applied"; exit 1; }

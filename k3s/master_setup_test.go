@@ -82,7 +82,7 @@ case "$1 $2" in
 esac
 `
 
-func runMaster(t *testing.T, dir string) (string, error) {
+func runMaster(t *testing.T, dir string, env ...string) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash not available")
@@ -120,6 +120,7 @@ func runMaster(t *testing.T, dir string) (string, error) {
 		"SMARTSCALE_K3S_BIN=" + filepath.Join(bin, "k3s"),
 		"MANIFEST_DIR=" + abs,
 	}
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -217,5 +218,34 @@ func TestMasterSetup(t *testing.T) {
 	reqs := strings.Fields(read("requests-token"))
 	if len(reqs) != 2 || reqs[0] != reqs[1] {
 		t.Errorf("client request tokens %v, want the same twice", reqs)
+	}
+}
+
+// TestMasterSetupAlertmanager: Alertmanager is installed, with the alert topic and its region
+// filled in, only when the cluster has an alert topic.
+func TestMasterSetupAlertmanager(t *testing.T) {
+	const arn = "arn:aws:sns:eu-west-1:123456789012:smartscale-demo-alerts"
+	am := filepath.Join("autodeploy", "smartscale-monitoring-alertmanager.yaml")
+	dir := t.TempDir()
+	if out, err := runMaster(t, dir, "SMARTSCALE_ALERT_TOPIC_ARN="+arn); err != nil {
+		t.Fatalf("master setup failed: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, am))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(b); !strings.Contains(s, "topic_arn: "+arn) || !strings.Contains(s, "region: eu-west-1") || strings.Contains(s, "SMARTSCALE_") {
+		t.Errorf("alertmanager manifest not filled in:\n%s", s)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, am)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	dir = t.TempDir()
+	out, err := runMaster(t, dir)
+	if err != nil {
+		t.Fatalf("master setup failed: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, am)); err == nil {
+		t.Error("Alertmanager installed without an alert topic")
 	}
 }

@@ -38,7 +38,7 @@ func writeReport(ctx context.Context, o options, sc scenarios.Scenario, pol engi
 	results := []*world.Result{res}
 	if o.compare {
 		var jobs []baseline.Job
-		for _, b := range baseline.All() {
+		for _, b := range baseline.Compared(pol) {
 			if b.Name != baseline.SmartScale {
 				jobs = append(jobs, baseline.Job{Scenario: sc, Baseline: b})
 			}
@@ -52,7 +52,7 @@ func writeReport(ctx context.Context, o options, sc scenarios.Scenario, pol engi
 		results = append(results, more...)
 	}
 	b, err := reports.Write(out, reports.Report{Scenario: sc, Seed: o.seed, Policy: pol,
-		Command: command(o, o.scenario, o.compare), Results: results, Notes: policyNotes()})
+		Command: command(o, o.scenario, o.compare), Results: results, Notes: policyNotes(pol)})
 	if err != nil {
 		return fmt.Errorf("writing the report: %w", err)
 	}
@@ -65,9 +65,9 @@ func writeReport(ctx context.Context, o options, sc scenarios.Scenario, pol engi
 }
 
 // policyNotes describes every compared policy for the reports.
-func policyNotes() map[string]string {
+func policyNotes(p engine.Policy) map[string]string {
 	m := map[string]string{}
-	for _, b := range baseline.All() {
+	for _, b := range baseline.Compared(p) {
 		m[b.Name] = b.Description
 	}
 	return m
@@ -110,7 +110,7 @@ func reportAll(ctx context.Context, o options, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		scs = append(scs, sc)
-		for _, b := range baseline.All() {
+		for _, b := range baseline.Compared(pol) {
 			jobs = append(jobs, baseline.Job{Scenario: sc, Baseline: b})
 		}
 	}
@@ -123,7 +123,7 @@ func reportAll(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	per := len(baseline.All())
+	per := len(baseline.Compared(pol))
 	entries := make([]reports.IndexEntry, len(scs))
 	errs := make([]error, len(scs))
 	var wg sync.WaitGroup
@@ -138,7 +138,7 @@ func reportAll(ctx context.Context, o options, stdout, stderr io.Writer) int {
 			dir := filepath.Join(o.report, sc.Name)
 			t := time.Now()
 			b, err := reports.Write(dir, reports.Report{Scenario: sc, Seed: o.seed, Policy: pol,
-				Command: command(o, sc.Name, true), Results: results[i*per : (i+1)*per], Notes: policyNotes()})
+				Command: command(o, sc.Name, true), Results: results[i*per : (i+1)*per], Notes: policyNotes(pol)})
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", sc.Name, err)
 				return

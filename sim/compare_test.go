@@ -34,7 +34,7 @@ func TestCompareWritesComparisonAndReport(t *testing.T) {
 			t.Errorf("%s: cost %v, x oracle %v", r.Policy, r.CostUSD, r.CostVsOracle)
 		}
 	}
-	if got := strings.Join(names, ","); got != "smartscale,static-max,static-5,ca-like,oracle,oracle-tick" {
+	if got := strings.Join(names, ","); got != "smartscale,preset-responsive,static-max,static-5,ca-like,ca-native,oracle,oracle-tick" {
 		t.Errorf("policies %s", got)
 	}
 	for _, f := range []string{"report.html", "report.md", "summary.json", "plots/workers.svg", "plots/workers.png", "plots/pareto.svg", "plots/workers-oracle.png"} {
@@ -87,7 +87,7 @@ func TestReportAllBuiltins(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(out, "4 scenarios x 6 policies") || !strings.Contains(stderr, "[24/24]") {
+	if !strings.Contains(out, "4 scenarios x 8 policies") || !strings.Contains(stderr, "[32/32]") {
 		t.Errorf("no progress or summary:\n%s\n%s", out, stderr)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/smartscale/smartscale/engine"
 	"github.com/smartscale/smartscale/internal/progress"
 	"github.com/smartscale/smartscale/scenarios"
+	"github.com/smartscale/smartscale/sim/baseline"
 	"github.com/smartscale/smartscale/sim/world"
 )
 
@@ -90,7 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors")
 	fs.StringVar(&o.chaos, "chaos", "", "inject faults and check the invariants: `KINDS` (comma-separated), \"all\", \"list\" (the catalogue), or an explicit schedule kind@start+length#param,...")
 	addReplayFlags(fs, &o.replay)
-	fs.BoolVar(&o.compare, "compare", false, "also run every baseline (static-max, static-5, ca-like, oracle, oracle-tick) on the same seed: comparison.json and a comparison report")
+	fs.BoolVar(&o.compare, "compare", false, "also run every baseline (static-max, static-5, ca-like, ca-native, oracle, oracle-tick) and the other preset (preset-responsive or preset-brief) on the same seed: comparison.json and a comparison report")
 	fs.StringVar(&o.report, "report", "", "run every built-in scenario with every baseline and write the reports and DIR/index.html into `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -222,9 +223,30 @@ func simulate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	if !o.quiet {
 		printSummary(stdout, res.Summary, out)
+		if !o.compare && o.replay.file == "" {
+			if err := printPresets(ctx, stdout, o, sc, pol); err != nil {
+				return err
+			}
+		}
 	}
 	logf("simulated %v in %v (%.0fx real time)\n", sc.Duration(), wall.Round(time.Millisecond),
 		sc.Duration().Seconds()/max(wall.Seconds(), 1e-9))
+	return nil
+}
+
+// printPresets runs the other shipped presets on the same scenario and seed and prints a
+// line each: what they give, and how to run them.
+func printPresets(ctx context.Context, w io.Writer, o options, sc scenarios.Scenario, pol engine.Policy) error {
+	for _, b := range baseline.Presets(pol) {
+		res, err := b.Run(ctx, sc, o.seed, pol)
+		if err != nil {
+			return err
+		}
+		name := strings.TrimPrefix(b.Name, baseline.PresetPrefix)
+		s := res.Summary
+		fmt.Fprintf(w, "%-18s %s preset on this seed: $%.4f, %d SLO minutes: go run ./sim -scenario %s -seed %d -policy %s\n",
+			"other presets", name, s.CostUSD, s.SLOViolationMinutes, o.scenario, o.seed, name)
+	}
 	return nil
 }
 

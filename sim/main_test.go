@@ -124,3 +124,31 @@ func TestBadInputsGetClearErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPresetsOnTheCommandLine: -policy takes a preset name; a run says what the other preset
+// gives on the same seed and how to run it; -compare shows it as a row.
+func TestPresetsOnTheCommandLine(t *testing.T) {
+	sc := filepath.Join("..", "testdata", "golden", "short.json")
+	code, out, stderr := runCLI(t, "-scenario", sc, "-out", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "responsive preset on this seed: $") || !strings.Contains(out, "-seed 1 -policy responsive") {
+		t.Errorf("the first-run summary does not point at the responsive preset:\n%s", out)
+	}
+	dir := t.TempDir()
+	code, out, stderr = runCLI(t, "-scenario", sc, "-policy", "responsive", "-out", dir)
+	if code != 0 {
+		t.Fatalf("-policy responsive: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "brief preset on this seed") {
+		t.Errorf("a responsive run does not point back at the brief:\n%s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "policy.json"))
+	if err != nil || !strings.Contains(string(b), `"preset":"responsive"`) || !strings.Contains(string(b), `"scale_down_sustain":"3m0s"`) {
+		t.Errorf("policy.json of a responsive run: %s %v", b, err)
+	}
+	if code, _, stderr := runCLI(t, "-scenario", sc, "-policy", "snappy", "-out", t.TempDir()); code == 0 || !strings.Contains(stderr, "snappy") {
+		t.Errorf("an unknown preset or file: exit %d, %s", code, stderr)
+	}
+}

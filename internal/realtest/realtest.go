@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,30 +76,97 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Start runs cmd in the background and stops it (SIGINT, then SIGKILL) at cleanup. Its
-// output goes to a buffer printed when the test fails.
-func Start(t testing.TB, cmd *exec.Cmd) {
+// Process is a command started by Start.
+type Process struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan struct{}
+	once sync.Once
+	peak int64 // peak resident set size in bytes, read just before the stop
+}
+
+// Start runs cmd in the background and stops it (SIGINT, then SIGKILL) at cleanup, or
+// earlier with Stop. Its output goes to a buffer printed when the test fails.
+func Start(t testing.TB, cmd *exec.Cmd) *Process {
 	t.Helper()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	p := &Process{cmd: cmd, out: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", cmd.Path, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() && out.Len() > 0 {
-			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), tail(out.String(), 4000))
+		p.Stop()
+		if t.Failed() && p.out.Len() > 0 {
+			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), tail(p.out.String(), 4000))
 		}
 	})
+	return p
+}
+
+// Stop ends the process group (SIGINT, SIGKILL after 5 s) and waits for it. It is safe to
+// call more than once.
+func (p *Process) Stop() { p.end(syscall.SIGINT) }
+
+// Kill ends the process group at once (SIGKILL) and waits for it, for throwaway servers
+// whose graceful shutdown only costs time. Safe to call more than once, and with Stop.
+func (p *Process) Kill() { p.end(syscall.SIGKILL) }
+
+func (p *Process) end(sig syscall.Signal) {
+	p.once.Do(func() {
+		p.peak = peakRSS(p.cmd.Process.Pid)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT) // a frozen process cannot act on sig
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+}
+
+// Signal sends sig to the process group (e.g. SIGSTOP and SIGCONT to freeze a server).
+func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(-p.cmd.Process.Pid, sig) }
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Output is what the process has printed so far (valid once it has exited).
+func (p *Process) Output() string { return p.out.String() }
+
+// PeakRSS is the process's peak resident set size in bytes (Linux VmHWM): now while it
+// runs, or as read when it was stopped. 0 when unknown.
+func (p *Process) PeakRSS() int64 {
+	if p.Exited() {
+		return p.peak
+	}
+	return peakRSS(p.cmd.Process.Pid)
+}
+
+// peakRSS reads VmHWM from /proc/PID/status.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 func tail(s string, n int) string {

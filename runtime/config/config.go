@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,6 +33,7 @@ type Config struct {
 	LaunchTemplateVersion string
 	Offerings             []engine.Offering
 	TopicARN              string
+	AlertTopicARN         string
 	PrometheusURL         string
 	PrometheusTimeout     time.Duration
 	SlackSecret           string
@@ -58,12 +60,13 @@ var Vars = []Var{
 	{"SMARTSCALE_SUBNETS", "", "worker subnets in order of preference, subnet-id=zone, comma-separated (tick)"},
 	{"SMARTSCALE_INSTANCE_TYPES", "t3.medium", "instance types in order of preference; offerings are every type x every subnet, types first"},
 	{"SMARTSCALE_SNS_TOPIC_ARN", "", "SNS topic for scaling events (empty: no notifications)"},
+	{"SMARTSCALE_ALERT_TOPIC_ARN", "", "SNS topic Alertmanager publishes scale-up alerts to: its messages run an alert tick (tick; the policy's alert_ticks must be on)"},
 	{"PROMETHEUS_URL", "", "Prometheus base URL, e.g. http://10.0.1.10:30090 (tick, explain)"},
 	{"SMARTSCALE_PROMETHEUS_TIMEOUT", "10s", "bound on one Prometheus query"},
 	{"SLACK_WEBHOOK_SECRET_ARN", "", "Secrets Manager secret holding the Slack incoming-webhook URL, plain or JSON {\"url\": ...} (slack)"},
 	{"SMARTSCALE_KUBECONFIG_SECRET_ARN", "", "Secrets Manager secret holding a kubeconfig for the K3s API (tick; or KUBECONFIG)"},
 	{"KUBECONFIG", "", "path of a kubeconfig file (local runs; tick needs this or the secret)"},
-	{"POLICY_JSON", "", "policy overrides as JSON, e.g. {\"max_workers\": 6, \"scale_up_cooldown\": \"3m\"}"},
+	{"POLICY_JSON", "", "a preset (brief, responsive) or policy overrides as JSON, e.g. {\"preset\": \"responsive\", \"max_workers\": 6}"},
 	{"SMARTSCALE_LEASE", "3m", "lock lease; must exceed the Lambda timeout"},
 	{"SMARTSCALE_DRAIN_CALL_TIMEOUT", "30s", "bound on one drain pass per tick (the policy's drain_timeout bounds the whole drain)"},
 	{"SMARTSCALE_DRY_RUN", "false", "decide and log but never write (no launch, drain, terminate, state write or notification)"},
@@ -123,6 +126,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		LaunchTemplate:        get("SMARTSCALE_LAUNCH_TEMPLATE"),
 		LaunchTemplateVersion: get("SMARTSCALE_LAUNCH_TEMPLATE_VERSION"),
 		TopicARN:              get("SMARTSCALE_SNS_TOPIC_ARN"),
+		AlertTopicARN:         get("SMARTSCALE_ALERT_TOPIC_ARN"),
 		PrometheusURL:         get("PROMETHEUS_URL"),
 		PrometheusTimeout:     dur("SMARTSCALE_PROMETHEUS_TIMEOUT"),
 		SlackSecret:           get("SLACK_WEBHOOK_SECRET_ARN"),
@@ -145,7 +149,9 @@ func Parse(getenv func(string) string) (Config, error) {
 	} else {
 		c.DryRun = b
 	}
-	if pj := get("POLICY_JSON"); pj != "" {
+	if pj := strings.TrimSpace(get("POLICY_JSON")); slices.Contains(engine.PresetNames(), pj) {
+		c.Policy, _ = engine.PresetPolicy(pj)
+	} else if pj != "" {
 		p, err := engine.ParsePolicy(strings.NewReader(pj), engine.DefaultPolicy())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("POLICY_JSON: %w", err))

@@ -103,3 +103,20 @@ func TestPolicyJSONOverrides(t *testing.T) {
 		t.Errorf("policy %+v", c.Policy)
 	}
 }
+
+func TestPolicyJSONTakesAPreset(t *testing.T) {
+	for in, want := range map[string]string{
+		"responsive": engine.PresetResponsive,
+		" brief ":    engine.PresetBrief,
+		`{"preset": "responsive", "max_workers": 6}`: engine.PresetResponsive,
+	} {
+		c, err := FromEnv(func(k string) string { return with(full(), "POLICY_JSON", in)[k] })
+		if err != nil || c.Policy.Preset != want {
+			t.Errorf("POLICY_JSON=%q: preset %q, err %v", in, c.Policy.Preset, err)
+		}
+	}
+	_, err := FromEnv(func(k string) string { return with(full(), "POLICY_JSON", `{"preset": "turbo"}`)[k] })
+	if err == nil || !strings.Contains(err.Error(), `unknown preset "turbo"`) {
+		t.Errorf("unknown preset: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,13 +21,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	sdkec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/smartscale/smartscale/engine"
 	"github.com/smartscale/smartscale/internal/realtest"
+	"github.com/smartscale/smartscale/internal/realtest/controlplane"
 	"github.com/smartscale/smartscale/runtime/config"
 	"github.com/smartscale/smartscale/runtime/dynamo"
 	"github.com/smartscale/smartscale/runtime/ec2"
@@ -52,20 +53,13 @@ func (c *snsCapture) Publish(_ context.Context, in *sns.PublishInput, _ ...func(
 	return &sns.PublishOutput{MessageId: aws.String("m1")}, nil
 }
 
-func k8sNode(name, providerID string, cp bool) *corev1.Node {
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}, CreationTimestamp: metav1.NewTime(start)},
-		Spec:   corev1.NodeSpec{ProviderID: providerID},
-		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
-	if cp {
-		n.Labels[kube.LabelControlPlane] = "true"
-	}
-	return n
-}
-
 type world struct {
 	h     *Handler
 	ec2   *ec2fake.Server
-	kube  *fake.Clientset
+	cfg   config.Config
+	ports Adapters
+	cp    *controlplane.ControlPlane
+	demo  controlplane.Demo
 	store *dynamo.Store
 	sns   *snsCapture
 	logs  *bytes.Buffer
@@ -73,11 +67,21 @@ type world struct {
 	now   time.Time
 }
 
-// newWorld wires a handler to a real Prometheus (backfilled), dynalite, the fake EC2 and a
-// fake Kubernetes.
-func newWorld(t *testing.T) *world {
+// newWorld wires a handler to a real Prometheus (backfilled with realtest.Busy over the
+// world's nodes: CPU 20% for 30 minutes, then 78% with 2 pods pending from minute 40),
+// dynalite, the fake EC2 and a real control plane shaped like the K3s cluster: the master,
+// the workers, node-exporter and 2 demo pods per worker from k3s/'s manifests, reached with
+// the token of the autoscaler's own ServiceAccount. Workers i-w1, i-w2, ... are managed
+// instances, alternately in subnet-a (us-east-1a) and subnet-b (us-east-1b), registered as
+// worker-1, worker-2, ... The clock stands at minute 55 (busy).
+func newWorld(t *testing.T, workers int) *world {
 	t.Helper()
-	promURL := realtest.Prometheus(t, realtest.Busy(start).OpenMetrics())
+	series := realtest.Busy(start)
+	series.Nodes = []string{"master"}
+	for i := 1; i <= workers; i++ {
+		series.Nodes = append(series.Nodes, fmt.Sprintf("worker-%d", i))
+	}
+	promURL := realtest.Prometheus(t, series.OpenMetrics())
 	ddbURL := realtest.Dynalite(t)
 	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
 	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbURL)})
@@ -89,13 +93,19 @@ func newWorld(t *testing.T) *world {
 	w.ec2.Now = func() time.Time { return w.now }
 	w.ec2.SubnetZones = map[string]string{"subnet-a": "us-east-1a", "subnet-b": "us-east-1b"}
 	managed := []ec2fake.Tag{{Key: ec2.TagCluster, Value: "demo"}, {Key: ec2.TagManagedBy, Value: ec2.ManagedByValue}}
-	w.ec2.Add(ec2fake.Instance{ID: "i-w1", State: "running", Zone: "us-east-1a", Subnet: "subnet-a", LaunchTime: start.Add(-time.Hour), Tags: managed})
-	w.ec2.Add(ec2fake.Instance{ID: "i-w2", State: "running", Zone: "us-east-1b", Subnet: "subnet-b", LaunchTime: start.Add(-time.Hour), Tags: managed})
-	w.kube = fake.NewSimpleClientset([]runtime.Object{
-		k8sNode("master", "k3s://master", true),
-		k8sNode("worker-1", "aws:///us-east-1a/i-w1", false),
-		k8sNode("worker-2", "aws:///us-east-1b/i-w2", false),
-	}...)
+	w.cp = controlplane.Start(t)
+	nodes := []controlplane.Node{controlplane.Master("master")}
+	for i := 1; i <= workers; i++ {
+		id, name := fmt.Sprintf("i-w%d", i), fmt.Sprintf("worker-%d", i)
+		subnet, zone := "subnet-a", "us-east-1a"
+		if i%2 == 0 {
+			subnet, zone = "subnet-b", "us-east-1b"
+		}
+		w.ec2.Add(ec2fake.Instance{ID: id, State: "running", Zone: zone, Subnet: subnet, LaunchTime: start.Add(-time.Hour), Tags: managed})
+		nodes = append(nodes, controlplane.Worker(name, zone, id))
+	}
+	w.cp.AddNodes(nodes...)
+	w.demo = w.cp.DeployDemo(int32(2*workers), int32(workers+1), nil)
 	env := map[string]string{
 		"SMARTSCALE_HANDLES": "tick,slack", "SMARTSCALE_CLUSTER_ID": "demo", "SMARTSCALE_TABLE": "smartscale",
 		"SMARTSCALE_LAUNCH_TEMPLATE": "lt-0abc", "SMARTSCALE_SUBNETS": "subnet-a=us-east-1a,subnet-b=us-east-1b",
@@ -112,12 +122,35 @@ func newWorld(t *testing.T) *world {
 	}
 	w.store = dynamo.New(ddb, "smartscale", "demo")
 	ec2api := sdkec2.New(sdkec2.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(w.ec2.URL), Retryer: aws.NopRetryer{}})
-	a := Adapters{Metrics: pc, Cloud: ec2.New(ec2api, "demo", cfg.LaunchTemplate, ""), Cluster: kube.New(w.kube), Store: w.store,
+	cl := kube.New(autoscalerClient(t, w.cp))
+	cl.WaitEvicted, cl.Poll = 5*time.Second, 50*time.Millisecond
+	w.cfg = cfg
+	w.ports = Adapters{Metrics: pc, Cloud: ec2.New(ec2api, "demo", cfg.LaunchTemplate, ""), Cluster: cl, Store: w.store,
 		Notifier: notify.New(w.sns, cfg.TopicARN, "demo")}
-	w.h = &Handler{Cfg: cfg, Log: slog.New(slog.NewJSONHandler(w.logs, nil)), EMF: emf.New(w.emf),
-		BuildStep: func(context.Context) (*engine.Step, error) { return NewStep(cfg, a), nil },
-		Now:       func() time.Time { return w.now }}
+	w.h = w.handler(cfg)
 	return w
+}
+
+// handler is a Handler of the configuration over the world's adapters, logging into the
+// world's buffers.
+func (w *world) handler(cfg config.Config) *Handler {
+	return &Handler{Cfg: cfg, Log: slog.New(slog.NewJSONHandler(w.logs, nil)), EMF: emf.New(w.emf),
+		BuildStep: func(context.Context) (*engine.Step, error) { return NewStep(cfg, w.ports), nil },
+		Now:       func() time.Time { return w.now }}
+}
+
+// kubeFromFile is a clientset from a kubeconfig file, as the Lambda builds it.
+func kubeFromFile(t *testing.T, path string) kubernetes.Interface {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 const scheduled = `{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-01-01T00:55:00Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/smartscale-tick"],"detail":{}}`
@@ -190,11 +223,36 @@ func findMetric(lines []map[string]any, name string) map[string]any {
 	return nil
 }
 
-// One full tick over real Prometheus and dynalite, the fake EC2 and a fake Kubernetes:
-// CPU 78% and 2 pods pending for minutes -> add 2 workers; then the next ticks see them join.
-func TestTickEndToEnd(t *testing.T) {
-	w := newWorld(t)
-	res, err := invoke(t, w.h, scheduled, "req-1")
+// One full tick over real Prometheus, dynalite and control plane and the fake EC2: CPU 78%
+// and 2 pods pending for minutes -> add 2 workers; the test registers their nodes as the K3s
+// agent would, kwok makes them Ready, and the next tick sees them join. A dry run first
+// decides the same and writes nothing: no EC2 write, no notification, no state (the real
+// tick then holds fence 1).
+func TestControlPlaneTickScaleUpEndToEnd(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
+	w := newWorld(t, 2)
+	dry := w.cfg
+	dry.DryRun = true
+	res, err := invoke(t, w.handler(dry), scheduled, "dry")
+	if err != nil {
+		t.Fatalf("dry run: %v\nlogs:\n%s", err, w.logs)
+	}
+	if res.Lock != engine.LockDryRun || res.Decision == nil || res.Decision.Action != engine.ActionScaleUp || res.Decision.Delta != 2 {
+		t.Fatalf("dry run result %+v (decision %+v), want the scale-up by 2 undone", res, res.Decision)
+	}
+	if n := w.ec2.Count("RunInstances") + w.ec2.Count("TerminateInstances"); n != 0 || w.ec2.Count("DescribeInstances") == 0 {
+		t.Errorf("dry run: %d EC2 writes, %d reads; want reads only", n, w.ec2.Count("DescribeInstances"))
+	}
+	if len(w.sns.ins) != 0 {
+		t.Errorf("notified in a dry run")
+	}
+	if st, err := w.store.Load(context.Background()); err != nil || st.Seq != 0 || st.Operation != nil {
+		t.Errorf("state written in a dry run: %+v %v", st, err)
+	}
+	w.logs.Reset()
+	w.emf.Reset()
+
+	res, err = invoke(t, w.h, scheduled, "req-1")
 	if err != nil {
 		t.Fatalf("tick: %v\nlogs:\n%s", err, w.logs)
 	}
@@ -256,9 +314,8 @@ func TestTickEndToEnd(t *testing.T) {
 	w.now = w.now.Add(90 * time.Second)
 	for i, in := range launched {
 		w.ec2.SetState(in.ID, "running")
-		name := []string{"worker-3", "worker-4"}[i]
-		if _, err := w.kube.CoreV1().Nodes().Create(context.Background(), k8sNode(name, "aws:///us-east-1a/"+in.ID, false), metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
+		if n := w.cp.AddNode(controlplane.Worker([]string{"worker-3", "worker-4"}[i], in.Zone, in.ID)); n.Spec.ProviderID != "aws:///"+in.Zone+"/"+in.ID {
+			t.Fatalf("node %s registered with providerID %q", n.Name, n.Spec.ProviderID)
 		}
 	}
 	w.logs.Reset()
@@ -285,34 +342,60 @@ func TestTickEndToEnd(t *testing.T) {
 	}
 }
 
-func TestDryRunWritesNothing(t *testing.T) {
-	w := newWorld(t)
-	w.h.Cfg.DryRun = true
-	inner := w.h.BuildStep
-	w.h.BuildStep = func(ctx context.Context) (*engine.Step, error) {
-		s, err := inner(ctx)
-		if s != nil {
-			s.DryRun = true
+// The quiet half hour of the same series with three workers: the Lambda's ticks remove one
+// worker end to end: cordon, evictions through the apiserver (the demo pods move to the other
+// workers), TerminateInstances, the node object deleted; SNS, EMF and the flight records
+// say so.
+func TestControlPlaneTickScaleDownEndToEnd(t *testing.T) {
+	t.Parallel() // a control plane of its own; most of the time is spent waiting on it
+	w := newWorld(t, 3)
+	w.now = start.Add(25*time.Minute + 7*time.Second)
+	var recs []engine.Record
+	for i := 0; i < 5 && w.ec2.Count("TerminateInstances") == 0; i++ {
+		if _, err := invoke(t, w.h, scheduled, fmt.Sprintf("req-%d", i)); err != nil {
+			t.Fatalf("tick %d: %v\nlogs:\n%s", i, err, w.logs)
 		}
-		return s, err
+		w.now = w.now.Add(time.Minute)
 	}
-	res, err := invoke(t, w.h, scheduled, "dry")
-	if err != nil {
-		t.Fatal(err)
+	recs = flightRecords(t, w.logs.String())
+	if len(recs) == 0 || recs[0].Decision.Action != engine.ActionScaleDown {
+		t.Fatalf("records %+v, want a scale-down first", recs)
 	}
-	if res.Lock != engine.LockDryRun || res.Decision.Action != engine.ActionScaleUp {
-		t.Errorf("result %+v %+v", res, res.Decision)
+	node, instance := recs[0].Decision.Node, recs[0].Decision.Instance
+	last := recs[len(recs)-1]
+	if a := acts(last); a["terminate"] != "ok" {
+		t.Fatalf("last tick acts %+v, want the instance terminated (%d ticks)", last.Acted, len(recs))
 	}
-	if n := w.ec2.Count("RunInstances") + w.ec2.Count("TerminateInstances"); n != 0 {
-		t.Errorf("%d EC2 writes in a dry run", n)
+	for _, in := range w.ec2.Instances() {
+		if (in.ID == instance) != (in.State == "shutting-down") {
+			t.Errorf("%s is %s", in.ID, in.State)
+		}
 	}
-	if len(w.sns.ins) != 0 {
-		t.Errorf("notified in a dry run")
+	ctx := context.Background()
+	if _, err := w.cp.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err == nil {
+		t.Errorf("node %s still registered", node)
 	}
-	// No state item was written: a real acquire gets fence 1.
-	l, _, err := w.store.Acquire(context.Background(), "x", w.now, time.Minute)
-	if err != nil || l.Fence != 1 {
-		t.Errorf("after a dry run: fence %d, %v; want 1 (nothing written)", l.Fence, err)
+	w.cp.WaitDeploymentReady("demo", "demo-app", time.Minute)
+	if on := w.cp.PodsOn("demo", w.demo.Selector()); on[node] != 0 || on["worker-1"]+on["worker-2"]+on["worker-3"] != 6 {
+		t.Errorf("demo pods per node %v, want all 6 on the workers left", on)
+	}
+	var events []string
+	for _, in := range w.sns.ins {
+		m, err := notify.Decode(aws.ToString(in.Message))
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, string(m.Event.Kind)+": "+m.Event.Message)
+	}
+	if len(events) != 1 || events[0] != "scale_down: Removed 1 node (CPU: 20%) → Total: 2 nodes" {
+		t.Errorf("SNS events %q, want the one scale-down", events)
+	}
+	if l := findMetric(emfLines(t, w.emf.String()), emf.ScaleDownEvents); l == nil || l["ScaleDownEvents"] != 1.0 {
+		t.Errorf("ScaleDownEvents line %v", l)
+	}
+	st, err := w.store.Load(ctx)
+	if err != nil || st.Operation != nil || st.Workers != 2 {
+		t.Errorf("state %+v (%v), want 2 workers and no operation", st, err)
 	}
 }
 

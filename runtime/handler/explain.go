@@ -58,8 +58,11 @@ func Explain(ctx context.Context, p engine.Policy, m engine.Metrics, at time.Tim
 	if d.Action == engine.ActionScaleDown && len(obs.Nodes) == 0 {
 		notes = append(notes, "a scale-down needs the node list: the live tick picks the node")
 	}
+	if p.SizesByPods() {
+		notes = append(notes, "the pod rules (sizing by pods, the requests rule) need the cluster's pods and nodes: a full tick (-once) reads them")
+	}
 	q := map[string]string{}
-	for _, n := range engine.QueryNames() {
+	for _, n := range p.ReadingNames() {
 		q[n] = p.Expand(n)
 	}
 	return Explanation{At: at.UTC(), Observation: obs, Decision: d, Queries: q, Note: strings.Join(notes, "; ")}, nil

@@ -108,17 +108,40 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 		rec, err = h.Tick(ctx)
 		d := rec.Decision
 		res = Result{Kind: "tick", Lock: rec.Lock, Decision: &d, Acted: len(rec.Acted)}
-	case len(probe.Records) > 0 && allSNS(probe.Records):
-		if !h.Cfg.Has(config.RoleSlack) {
-			return nil, errors.New("SNS event, but SMARTSCALE_HANDLES does not include slack")
+	case isAlertPayload(payload): // Alertmanager's webhook, posted directly
+		if !h.Cfg.Has(config.RoleTick) {
+			return nil, errors.New("alert notification, but SMARTSCALE_HANDLES does not include tick")
 		}
+		res = h.Alert(ctx, payload)
+	case len(probe.Records) > 0 && allSNS(probe.Records):
 		var ev events.SNSEvent
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			return nil, fmt.Errorf("decoding SNS event: %w", err)
 		}
-		var n int
-		n, err = h.Forward(ctx, ev)
-		res = Result{Kind: "slack", Forwarded: n}
+		alerts, rest := h.splitSNS(ev)
+		if len(alerts) > 0 {
+			if !h.Cfg.Has(config.RoleTick) {
+				return nil, errors.New("alert notification on SNS, but SMARTSCALE_HANDLES does not include tick")
+			}
+			// one tick for the whole batch: several notifications at once are one look
+			res = h.Alert(ctx, alerts[0])
+			for _, a := range alerts[1:] {
+				if r := h.Alert(ctx, a); r.Decision != nil && res.Decision == nil {
+					res = r
+				}
+			}
+		}
+		if len(rest.Records) > 0 {
+			if !h.Cfg.Has(config.RoleSlack) {
+				return nil, errors.New("SNS event, but SMARTSCALE_HANDLES does not include slack")
+			}
+			var n int
+			n, err = h.Forward(ctx, rest)
+			if len(alerts) == 0 {
+				res = Result{Kind: "slack"}
+			}
+			res.Forwarded = n
+		}
 	default:
 		return nil, fmt.Errorf("unrecognised event (want an EventBridge \"Scheduled Event\" or SNS records): %.200s", payload)
 	}
@@ -172,8 +195,13 @@ func Holder(ctx context.Context) string {
 	return fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())
 }
 
-// Tick runs one autoscaler tick, logs its flight record and writes its metrics.
+// Tick runs one scheduled autoscaler tick, logs its flight record and writes its metrics.
 func (h *Handler) Tick(ctx context.Context) (engine.Record, error) {
+	return h.TickTriggered(ctx, engine.TriggerSchedule)
+}
+
+// TickTriggered is Tick with what asked for it recorded (engine.Step.RunTriggered).
+func (h *Handler) TickTriggered(ctx context.Context, trigger string) (engine.Record, error) {
 	began := time.Now()
 	now := h.now()
 	step, err := h.getStep(ctx)
@@ -188,7 +216,7 @@ func (h *Handler) Tick(ctx context.Context) (engine.Record, error) {
 		h.Log.WarnContext(ctx, "lease shorter than the invocation's time left: a timed-out tick could overlap the next",
 			"cluster", h.Cfg.ClusterID, "lease", step.Lease.String(), "time_left", dl.Sub(began).Round(time.Second).String())
 	}
-	rec, err := step.Run(ctx, now, Holder(ctx))
+	rec, err := step.RunTriggered(ctx, now, Holder(ctx), trigger)
 	h.logRecord(ctx, rec)
 	if merr := h.EMF.Tick(h.Cfg.ClusterID, rec, time.Since(began)); merr != nil {
 		h.Log.WarnContext(ctx, "writing metrics", "cluster", h.Cfg.ClusterID, "error", merr.Error())

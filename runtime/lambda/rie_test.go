@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,11 +20,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/smartscale/smartscale/engine"
 	"github.com/smartscale/smartscale/internal/realtest"
+	"github.com/smartscale/smartscale/internal/realtest/controlplane"
 	"github.com/smartscale/smartscale/runtime/dynamo"
 	"github.com/smartscale/smartscale/runtime/ec2"
 	"github.com/smartscale/smartscale/runtime/ec2/ec2fake"
@@ -56,25 +54,6 @@ func buildBootstrap(t testing.TB) string {
 		t.Fatalf("building bootstrap: %v\n%s", err, b)
 	}
 	return out
-}
-
-// kubeAPI is a minimal Kubernetes API server: node and pod lists.
-func kubeAPI(t *testing.T, nodes []corev1.Node) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/nodes":
-			_ = json.NewEncoder(w).Encode(corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, Items: nodes})
-		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/pods":
-			_ = json.NewEncoder(w).Encode(corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}})
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"%s %s"}`, r.Method, r.URL.Path)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
 }
 
 // awsFakes serves Secrets Manager GetSecretValue (JSON protocol) and SNS Publish (query
@@ -120,8 +99,8 @@ func waitPort(t *testing.T, addr string) {
 	t.Fatalf("%s not listening", addr)
 }
 
-// live is a whole world for the built binary: real Prometheus (series ending now) and
-// dynalite, fake EC2, SNS, Secrets Manager, Kubernetes API and Slack webhook, and the
+// live is a whole world for the built binary: real Prometheus (series ending now), dynalite
+// and Kubernetes control plane, fake EC2, SNS, Secrets Manager and Slack webhook, and the
 // environment that points the binary at them.
 type live struct {
 	env     []string
@@ -147,30 +126,17 @@ func newLive(t *testing.T) *live {
 	ec2srv := ec2fake.New()
 	t.Cleanup(ec2srv.Close)
 	managed := []ec2fake.Tag{{Key: ec2.TagCluster, Value: "demo"}, {Key: ec2.TagManagedBy, Value: ec2.ManagedByValue}}
-	var nodes []corev1.Node
-	for i, name := range []string{"master", "worker-1", "worker-2"} {
-		n := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}, CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Hour))},
-			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
-		if i == 0 {
-			n.Labels["node-role.kubernetes.io/control-plane"] = "true"
-		} else {
-			id := "i-w" + strconv.Itoa(i)
-			n.Spec.ProviderID = "aws:///us-east-1a/" + id
-			ec2srv.Add(ec2fake.Instance{ID: id, State: "running", LaunchTime: now.Add(-2 * time.Hour), Tags: managed})
-		}
-		nodes = append(nodes, n)
+	// A real control plane with the master and two workers; the binary reads the
+	// autoscaler ServiceAccount's kubeconfig from Secrets Manager, as in production.
+	cp := controlplane.Start(t)
+	cp.AddNode(controlplane.Master("master"))
+	for i := 1; i <= 2; i++ {
+		id := "i-w" + strconv.Itoa(i)
+		ec2srv.Add(ec2fake.Instance{ID: id, State: "running", LaunchTime: now.Add(-2 * time.Hour), Tags: managed})
+		cp.AddNode(controlplane.Worker("worker-"+strconv.Itoa(i), "us-east-1a", id))
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	kc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: k3s, cluster: {server: %q}}]
-users: [{name: smartscale, user: {token: test}}]
-contexts: [{name: k3s, context: {cluster: k3s, user: smartscale}}]
-current-context: k3s
-`, kubeAPI(t, nodes))
-	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cp.Create(cp.Manifest("k3s/manifests/autoscaler-rbac.yaml")...)
+	_, kubeconfig := cp.ServiceAccountKubeconfig("smartscale", "smartscale-autoscaler-token")
 	slackSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		l.slackMu.Lock()
@@ -179,7 +145,7 @@ current-context: k3s
 		fmt.Fprint(w, "ok")
 	}))
 	t.Cleanup(slackSrv.Close)
-	fk := &awsFakes{secrets: map[string]string{"arn:slack": slackSrv.URL + "/services/T/B/X"}}
+	fk := &awsFakes{secrets: map[string]string{"arn:slack": slackSrv.URL + "/services/T/B/X", "arn:kube": kubeconfig}}
 	smSrv := httptest.NewServer(http.HandlerFunc(fk.secretsManager))
 	t.Cleanup(smSrv.Close)
 	snsSrv := httptest.NewServer(http.HandlerFunc(fk.sns))
@@ -191,7 +157,7 @@ current-context: k3s
 		"AWS_ENDPOINT_URL_SNS=" + snsSrv.URL, "AWS_ENDPOINT_URL_SECRETS_MANAGER=" + smSrv.URL,
 		"SMARTSCALE_CLUSTER_ID=demo", "SMARTSCALE_TABLE=smartscale", "SMARTSCALE_LAUNCH_TEMPLATE=lt-0abc",
 		"SMARTSCALE_SUBNETS=subnet-a=us-east-1a", "SMARTSCALE_SNS_TOPIC_ARN=arn:aws:sns:us-east-1:1:smartscale",
-		"PROMETHEUS_URL=" + promURL, "SLACK_WEBHOOK_SECRET_ARN=arn:slack", "KUBECONFIG=" + kubeconfig,
+		"PROMETHEUS_URL=" + promURL, "SLACK_WEBHOOK_SECRET_ARN=arn:slack", "SMARTSCALE_KUBECONFIG_SECRET_ARN=arn:kube",
 	}
 	l.now, l.ec2, l.ddb, l.fk = now, ec2srv, ddb, fk
 	return l
@@ -258,50 +224,6 @@ func TestBootstrapThroughRIE(t *testing.T) {
 	res = invoke(`{"hello":"world"}`)
 	if msg, _ := res["errorMessage"].(string); !strings.Contains(msg, "unrecognised event") {
 		t.Errorf("unknown event answered %v", res)
-	}
-}
-
-// -once -dry-run runs a whole tick with AWS, Prometheus and Kubernetes reads and no writes.
-func TestOnceDryRun(t *testing.T) {
-	l := newLive(t)
-	env := map[string]string{}
-	for _, kv := range l.env {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-		t.Setenv(k, v) // the AWS SDK reads its settings from the process environment
-	}
-	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"-once", "-dry-run"}, &out, &errb, func(k string) string { return env[k] })
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	var rec engine.Record
-	if err := json.Unmarshal(out.Bytes(), &rec); err != nil {
-		t.Fatalf("stdout is not a record: %v\n%s", err, out.String())
-	}
-	if rec.Lock != engine.LockDryRun || rec.Decision.Action != engine.ActionScaleUp || len(rec.Acted) == 0 {
-		t.Fatalf("record lock %s decision %+v acts %+v", rec.Lock, rec.Decision, rec.Acted)
-	}
-	for _, a := range rec.Acted {
-		if a.Result != "dry_run" {
-			t.Errorf("act %+v in a dry run", a)
-		}
-	}
-	if len(rec.Observation.Instances) != 2 || len(rec.Observation.Nodes) != 3 {
-		t.Errorf("dry run did not read EC2 and Kubernetes: %d instances, %d nodes", len(rec.Observation.Instances), len(rec.Observation.Nodes))
-	}
-	if n := l.ec2.Count("RunInstances") + l.ec2.Count("TerminateInstances"); n != 0 {
-		t.Errorf("%d EC2 writes", n)
-	}
-	if l.ec2.Count("DescribeInstances") == 0 {
-		t.Errorf("no EC2 read")
-	}
-	st, err := dynamo.New(l.ddb, "smartscale", "demo").Load(context.Background())
-	if err != nil || st.Seq != 0 || st.Operation != nil {
-		t.Errorf("state written in a dry run: %+v %v", st, err)
-	}
-	if len(l.fk.published) != 0 {
-		t.Errorf("notified in a dry run")
 	}
 }
 

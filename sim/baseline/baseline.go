@@ -11,6 +11,7 @@
 package baseline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -28,6 +29,7 @@ const (
 	StaticMax  = "static-max"
 	Static5    = "static-5"
 	CALike     = "ca-like"
+	CANative   = "ca-native"
 	Oracle     = "oracle"
 	OracleTick = "oracle-tick"
 )
@@ -40,6 +42,44 @@ type Baseline struct {
 	Initial func(sc scenarios.Scenario, p engine.Policy) int
 	// Factory builds the autoscaler; nil is SmartScale's engine.
 	Factory world.Factory
+	// Policy, when set, turns the run's policy into the one this row runs (a preset row).
+	Policy func(engine.Policy) engine.Policy
+}
+
+// PresetPrefix names the rows of the shipped presets other than the run's own.
+const PresetPrefix = "preset-"
+
+// Presets returns a row per shipped preset other than the run policy's own
+// ("preset-responsive" beside a brief run, "preset-brief" beside a responsive one): SmartScale's
+// engine on that preset as shipped, within the run's worker bounds, so every report shows
+// what each preset gives on the same scenario and seed.
+func Presets(run engine.Policy) []Baseline {
+	own := cmp.Or(run.Preset, engine.PresetBrief)
+	var out []Baseline
+	for _, name := range engine.PresetNames() {
+		if name == own {
+			continue
+		}
+		out = append(out, Baseline{Name: PresetPrefix + name,
+			Description: "SmartScale's engine on the " + name + " preset as shipped, within the run's worker bounds (docs/algorithm.md)",
+			Initial:     func(scenarios.Scenario, engine.Policy) int { return -1 },
+			Policy: func(p engine.Policy) engine.Policy {
+				q, _ := engine.PresetPolicy(name)
+				q.MinWorkers, q.MaxWorkers, q.ControlPlaneNodes = p.MinWorkers, p.MaxWorkers, p.ControlPlaneNodes
+				if name == engine.PresetResponsive {
+					q.ScaleUpMaxStep, q.ScaleDownMaxStep = q.MaxWorkers, max(1, q.MaxWorkers/2)
+				}
+				return q
+			}})
+	}
+	return out
+}
+
+// Compared returns every row a comparison shows for a run on p: SmartScale, the other
+// presets, then the baselines.
+func Compared(p engine.Policy) []Baseline {
+	all := All()
+	return append(append(all[:1:1], Presets(p)...), all[1:]...)
 }
 
 // All returns every compared policy, SmartScale first, in the order reports show them.
@@ -53,6 +93,8 @@ func All() []Baseline {
 			Initial: func(scenarios.Scenario, engine.Policy) int { return 5 }, Factory: Static},
 		{Name: CALike, Description: "cluster-autoscaler style: up on pending pods only; down a node under 50% requested for 10 min, 10 min after a scale-up",
 			Initial: scenarioInitial, Factory: NewCALike(DefaultCAConfig())},
+		{Name: CANative, Description: "cluster-autoscaler as it runs in a cluster: the ca-like rules scanning every 10 s, no delay for new pods",
+			Initial: scenarioInitial, Factory: NewCALike(NativeCAConfig())},
 		{Name: Oracle, Description: "clairvoyant floor: each node launched the p90 boot+join+ready time before it is needed, released when idling costs more than relaunching",
 			Initial: func(sc scenarios.Scenario, p engine.Policy) int { return NewPlan(sc, p, false).Initial },
 			Factory: OracleFactory(false)},
@@ -74,6 +116,9 @@ func ByName(name string) (Baseline, bool) {
 
 // Config is the world configuration of b's run.
 func (b Baseline) Config(sc scenarios.Scenario, seed uint64, p engine.Policy) world.Config {
+	if b.Policy != nil {
+		p = b.Policy(p)
+	}
 	return world.Config{Scenario: sc, Seed: seed, Policy: p, Name: b.Name, Autoscaler: b.Factory,
 		InitialWorkers: b.Initial(sc, p)}
 }

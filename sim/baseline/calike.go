@@ -17,7 +17,22 @@ type CAConfig struct {
 	UtilizationThreshold float64       // a node whose requested share stays under this ...
 	UnneededTime         time.Duration // ... for this long may be removed
 	DelayAfterAdd        time.Duration // no scale-down this long after a scale-up
+	// ScanInterval is how often it looks (cluster-autoscaler's --scan-interval); 0: the
+	// world's 2-minute tick, as SmartScale's Lambda is scheduled.
+	ScanInterval time.Duration
 }
+
+// NativeCAConfig is cluster-autoscaler as it runs in a cluster: its defaults, scanning every
+// 10 s (--scan-interval), scaling up for a pod as soon as it is unschedulable
+// (--new-pod-scale-up-delay 0).
+func NativeCAConfig() CAConfig {
+	c := DefaultCAConfig()
+	c.ScanInterval = 10 * time.Second
+	return c
+}
+
+// TickEvery tells the world the baseline's own tick interval.
+func (c *caLike) TickEvery() time.Duration { return c.cfg.ScanInterval }
 
 // DefaultCAConfig returns cluster-autoscaler's defaults.
 func DefaultCAConfig() CAConfig {

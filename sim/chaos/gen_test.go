@@ -45,6 +45,7 @@ type PolicySpec struct {
 	Requested   int // ScaleDownRequestedPercent 80-100
 	PredictMins int // PredictHorizon 0-3 minutes (0: off)
 	Headroom    int // HeadroomPods 0-3
+	Alerts      int // AlertTicks 0-1
 }
 
 // FaultSpec is one scheduled fault.
@@ -87,7 +88,7 @@ func genPolicySpec() gopter.Gen {
 		"ReadyTimeout": gen.IntRange(3, 12), "DrainTimeout": gen.IntRange(1, 8),
 		"Step": gen.IntRange(1, 2), "MaxStepExtra": gen.IntRange(0, 2),
 		"Responsive": gen.IntRange(0, 1), "DownStep": gen.IntRange(1, 3), "Requested": gen.IntRange(80, 100),
-		"PredictMins": gen.IntRange(0, 3), "Headroom": gen.IntRange(0, 3),
+		"PredictMins": gen.IntRange(0, 3), "Headroom": gen.IntRange(0, 3), "Alerts": gen.IntRange(0, 1),
 	})
 }
 
@@ -121,6 +122,7 @@ func (p PolicySpec) Build() engine.Policy {
 		pol.ScaleDownRequestedPercent = float64(p.Requested)
 		pol.PredictHorizon = time.Duration(p.PredictMins) * time.Minute
 		pol.HeadroomPods = p.Headroom
+		pol.AlertTicks = p.Alerts == 1
 	}
 	pol.MinWorkers = p.Min
 	pol.MaxWorkers = p.Min + 1 + p.Extra

@@ -113,6 +113,24 @@ func (a *autoscaler) Tick(ctx context.Context, now time.Time) (engine.Record, er
 	return rec, err
 }
 
+// AlertTick implements world.AlertTicker: an alert tick is an invocation like the others,
+// its side effects checked, the world's faults applying (the invocation faults drive the
+// scheduled ticks).
+func (a *autoscaler) AlertTick(ctx context.Context, now time.Time, alerts []string) (engine.Record, error) {
+	at, ok := a.inner.(world.AlertTicker)
+	if !ok {
+		return engine.Record{Time: now.UTC(), Lock: engine.LockSkipped, Acted: []engine.Act{}}, nil
+	}
+	h := a.h
+	inv := h.newInvocation(ctx, "alert", now)
+	prev := h.cur
+	h.cur = inv
+	rec, err := at.AlertTick(ctx, now, alerts)
+	h.cur = prev
+	h.chk.record(inv, rec, err)
+	return rec, err
+}
+
 func failed(rec engine.Record) bool {
 	if rec.Error != "" {
 		return true

@@ -31,9 +31,23 @@ const (
 	MetricNodeInfo     = "kube_node_info"
 )
 
-// Metrics lists the known metric names, in the order `record` fetches them.
+// Metrics lists the metric names the brief's queries read, in the order `record` fetches
+// them.
 func Metrics() []string {
 	return []string{MetricCPU, MetricMemAvailable, MetricMemTotal, MetricPodPhase, MetricNodeInfo}
+}
+
+// RuleMetrics lists the metric names the rules beyond the brief read (the responsive
+// preset): a recording may hold them too, so such a policy can be replayed.
+func RuleMetrics() []string {
+	return []string{"kube_horizontalpodautoscaler_status_desired_replicas", "kube_horizontalpodautoscaler_status_current_replicas",
+		"http_requests_total", "kube_pod_container_resource_requests", "kube_node_status_allocatable",
+		"kube_node_spec_unschedulable", "kube_node_role", "kube_pod_status_unschedulable"}
+}
+
+// known reports whether a recording may hold series of the metric.
+func known(name string) bool {
+	return slices.Contains(Metrics(), name) || slices.Contains(RuleMetrics(), name)
 }
 
 // Sample is one recorded value; T is in milliseconds since the Unix epoch.
@@ -209,8 +223,8 @@ func checkLabels(lset labels.Labels) error {
 	if name == "" {
 		return fmt.Errorf("series %s has no metric name (__name__)", SeriesName(lset))
 	}
-	if !slices.Contains(Metrics(), name) {
-		return fmt.Errorf("unknown series %s: a recording holds only %s", SeriesName(lset), strings.Join(Metrics(), ", "))
+	if !known(name) {
+		return fmt.Errorf("unknown series %s: a recording holds only %s", SeriesName(lset), strings.Join(append(Metrics(), RuleMetrics()...), ", "))
 	}
 	var err error
 	lset.Range(func(l labels.Label) {
@@ -243,7 +257,7 @@ func FromStore(st *metrics.Store, every time.Duration, keep func(labels.Labels) 
 	b := newBuilder()
 	st.Series(func(lset labels.Labels, ts []int64, vs []float64) {
 		lset = dropEmpty(lset)
-		if !slices.Contains(Metrics(), lset.Get(labels.MetricName)) || keep != nil && !keep(lset) {
+		if !known(lset.Get(labels.MetricName)) || keep != nil && !keep(lset) {
 			return
 		}
 		for i, t := range ts {

@@ -69,6 +69,7 @@ type Summary struct {
 	MaxWorkers                  int            `json:"max_workers"`
 	MinWorkers                  int            `json:"min_workers"`
 	Ticks                       int            `json:"ticks"`
+	AlertTicks                  int            `json:"alert_ticks,omitempty"` // ticks alerts asked for (alert_ticks)
 	Decisions                   map[string]int `json:"decisions"`
 	TickErrors                  int            `json:"tick_errors"`
 	Evictions                   int            `json:"evictions"`
@@ -91,6 +92,7 @@ type measures struct {
 	sloMinutes               int
 	maxW, minW               int
 	tickErrors               int
+	alertTicks               int
 	decisions                map[string]int
 }
 
@@ -239,6 +241,7 @@ func (m *measures) result(w *World) *Result {
 		}
 	}
 	s.Flaps = Flaps(ups, downs, 10*time.Minute)
+	s.AlertTicks = m.alertTicks
 	return &Result{Summary: s, Timeline: m.rows, Records: m.records, Events: w.Events}
 }
 

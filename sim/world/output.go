@@ -55,6 +55,7 @@ func WriteDecisions(w io.Writer, recs []engine.Record) error {
 // and what was acted on, plus lock and state for the curious.
 type decisionLineT struct {
 	Time        string             `json:"time"`
+	Trigger     string             `json:"trigger,omitempty"` // schedule or alert:NAMES (alert_ticks)
 	Observation engine.Observation `json:"observation"`
 	Decision    engine.Decision    `json:"decision"`
 	Acted       []engine.Act       `json:"acted"`
@@ -67,7 +68,7 @@ type decisionLineT struct {
 }
 
 func decisionLine(r engine.Record) decisionLineT {
-	return decisionLineT{Time: r.Time.UTC().Format(time.RFC3339), Observation: r.Observation, Decision: r.Decision,
+	return decisionLineT{Time: r.Time.UTC().Format(time.RFC3339), Trigger: r.Trigger, Observation: r.Observation, Decision: r.Decision,
 		Acted: r.Acted, Lock: r.Lock, State: r.State, DecideState: r.DecideState, BusyOp: r.BusyOperation,
 		Events: r.Events, Error: r.Error}
 }

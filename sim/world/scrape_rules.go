@@ -36,6 +36,7 @@ type rulePodRefs struct {
 	node             *cluster.Node // the node the request series are labelled with
 	reqCPU, reqMem   metrics.Ref
 	served, rejected metrics.Ref
+	unschedulable    metrics.Ref
 }
 
 func newRuleSeries(s *metrics.Store, sh simShapes) *ruleSeries {
@@ -90,7 +91,8 @@ func (rs *ruleSeries) podRefs(p *cluster.Pod) *rulePodRefs {
 		return s.Ref(labels.FromStrings("__name__", "http_requests_total", "code", code, "job", "demo-app", "method", "get",
 			"namespace", "default", "pod", p.Name, "route", "/work"))
 	}
-	r := &rulePodRefs{node: p.Node, reqCPU: req("cpu", "core"), reqMem: req("memory", "byte"), served: http("200"), rejected: http("503")}
+	r := &rulePodRefs{node: p.Node, reqCPU: req("cpu", "core"), reqMem: req("memory", "byte"), served: http("200"), rejected: http("503"),
+		unschedulable: s.Ref(ksm("kube_pod_status_unschedulable", "namespace", "default", "pod", p.Name))}
 	rs.pods[p] = r
 	return r
 }
@@ -129,6 +131,9 @@ func (rs *ruleSeries) scrape(c *cluster.Cluster, tMillis int64) error {
 		r := rs.podRefs(p)
 		put(r.reqCPU, float64(rs.sim.appCPUm)/1000)
 		put(r.reqMem, float64(rs.sim.appMemMiB)*mib)
+		if p.Node == nil { // kube-state-metrics lists a pod whose PodScheduled is False
+			put(r.unschedulable, 1)
+		}
 		if p.Started { // the app serves /metrics once its container runs
 			put(r.served, p.Served)
 			put(r.rejected, p.Dropped)

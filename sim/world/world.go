@@ -116,7 +116,7 @@ func New(cfg Config) (*World, error) {
 		masterPrice: masterPrice}
 	w.Metrics = metrics.NewQuerier(w.TSDB)
 	w.exp = newExporters(w.TSDB)
-	if len(cfg.Policy.ReadingNames()) > len(engine.QueryNames()) {
+	if len(cfg.Policy.ReadingNames()) > len(engine.QueryNames()) || cfg.Policy.AlertTicks {
 		w.exp.rules = newRuleSeries(w.TSDB, simShapes{appCPUm: w.Sim.App.CPURequestm, appMemMiB: w.Sim.App.MemoryRequestMiB,
 			sysCPUm: w.Sim.Node.SystemCPUm, sysMemMiB: w.Sim.Node.SystemMemMiB})
 	}
@@ -157,7 +157,11 @@ type stepper struct {
 
 func (s *stepper) Tick(ctx context.Context, now time.Time) (engine.Record, error) {
 	s.n++
-	return s.step.Run(ctx, now, fmt.Sprintf("tick-%d", s.n))
+	trigger := ""
+	if s.step.Policy.AlertTicks {
+		trigger = engine.TriggerSchedule // the records say which ticks the schedule made
+	}
+	return s.step.RunTriggered(ctx, now, fmt.Sprintf("tick-%d", s.n), trigger)
 }
 
 // Step exposes the engine step of a SmartScale autoscaler (nil for baselines).
@@ -233,13 +237,20 @@ func (w *World) Run(ctx context.Context) (*Result, error) {
 			w.Cfg.Progress(now.Sub(Epoch), total)
 		}
 	})
-	w.Loop.Every(Epoch.Add(TickInterval+TickOffset), TickInterval, func() {
+	every := TickInterval
+	if iv, ok := as.(interface{ TickEvery() time.Duration }); ok && iv.TickEvery() > 0 {
+		every = iv.TickEvery() // a baseline with its own scan interval (ca-native)
+	}
+	w.Loop.Every(Epoch.Add(every+TickOffset), every, func() {
 		rec, err := as.Tick(ctx, w.Loop.Now())
 		w.m.tick(rec, err)
 		if w.AfterTick != nil {
 			w.AfterTick(rec, err)
 		}
 	})
+	if at, ok := as.(AlertTicker); ok && w.Cfg.Policy.AlertTicks {
+		w.scheduleAlerts(ctx, at)
+	}
 	w.Loop.RunUntil(end)
 	if runErr != nil {
 		return nil, runErr
