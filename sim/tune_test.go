@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/smartscale/smartscale/sim/tune"
 )
 
 func TestTuneHelpDocumentsEveryFlag(t *testing.T) {
@@ -201,7 +203,7 @@ func TestTuneProgressIntoAFile(t *testing.T) {
 				lines = append(lines, l)
 			}
 		}
-		runs := 1 + 6 // the point and the references, on one scenario and seed
+		runs := 1 + len(tune.References()) // the point and the references, on one scenario and seed
 		if quiet {
 			if len(lines) != 0 || len(b) != 0 || stdout.Len() != 0 {
 				t.Errorf("-quiet wrote %q and %q", b, stdout.String())
