@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +56,12 @@ type Config struct {
 	LogRetentionDays    int      // smartscale:logRetentionDays
 	DryRun              bool     // smartscale:dryRun, the Lambda decides and notifies but never acts
 	Policy              Policy   // thresholds and bounds, passed to the Lambda as SMARTSCALE_POLICY_JSON
-	RepoRoot            string   // directory holding k3s/ (the deploy program runs in deploy/)
+	// PolicyFile (smartscale:policyFile) is a policy file (engine.ParsePolicy form, e.g. the
+	// best-policy.json of `sim tune`) passed to the Lambda as it is, instead of Policy.
+	PolicyFile string
+	// policyKeysSet lists the smartscale:* policy keys the stack sets (with PolicyFile: none).
+	policyKeysSet []string
+	RepoRoot      string // directory holding k3s/ (the deploy program runs in deploy/)
 }
 
 // Policy holds the scaling numbers of the stack. JSON keys are the engine's policy file keys
@@ -107,6 +113,12 @@ func loadConfig(ctx *pulumi.Context) (Config, error) {
 			ScaleUpCooldown:        r.str("scaleUpCooldown", ""),
 			ScaleDownCooldown:      r.str("scaleDownCooldown", ""),
 		},
+		PolicyFile: r.str("policyFile", ""),
+	}
+	for _, k := range policyKeys {
+		if r.c.Get(k) != "" {
+			cfg.policyKeysSet = append(cfg.policyKeysSet, "smartscale:"+k)
+		}
 	}
 	return cfg, errors.Join(errors.Join(r.errs...), cfg.Validate())
 }
@@ -117,7 +129,32 @@ var configKeys = []string{
 	"clusterId", "vpcCidr", "masterInstanceType", "workerInstanceTypes", "amiSsmParameter", "ami",
 	"k3sVersion", "lambdaZip", "logRetentionDays", "dryRun", "repoRoot", "minWorkers", "maxWorkers",
 	"scaleUpCpuPercent", "scaleDownCpuPercent", "scaleUpMemoryPercent", "scaleDownMemoryPercent",
-	"scaleUpCooldown", "scaleDownCooldown", "slackWebhookUrl",
+	"scaleUpCooldown", "scaleDownCooldown", "policyFile", "slackWebhookUrl",
+}
+
+// policyKeys are the keys of Policy; smartscale:policyFile replaces them all.
+var policyKeys = []string{"minWorkers", "maxWorkers", "scaleUpCpuPercent", "scaleDownCpuPercent",
+	"scaleUpMemoryPercent", "scaleDownMemoryPercent", "scaleUpCooldown", "scaleDownCooldown"}
+
+// PolicyJSON is the policy document handed to the Lambda: the policy file, compacted, or
+// the stack's policy keys.
+func (c Config) PolicyJSON() (string, error) {
+	if c.PolicyFile == "" {
+		return c.Policy.JSON(), nil
+	}
+	data, err := os.ReadFile(c.PolicyFile)
+	if err != nil {
+		return "", fmt.Errorf("smartscale:policyFile: %w", err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return "", fmt.Errorf("smartscale:policyFile %s: not a JSON object of policy keys: %w", c.PolicyFile, err)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 // cfgReader reads optional keys with defaults and collects parse errors.
@@ -221,6 +258,14 @@ func (c Config) Validate() error {
 		}
 		if _, err := time.ParseDuration(d); err != nil {
 			bad("smartscale:%s %q is not a duration (e.g. \"5m\")", name, d)
+		}
+	}
+	if c.PolicyFile != "" {
+		if len(c.policyKeysSet) > 0 {
+			bad("smartscale:policyFile replaces the policy keys: remove %s", strings.Join(c.policyKeysSet, ", "))
+		}
+		if _, err := c.PolicyJSON(); err != nil {
+			bad("%v", err)
 		}
 	}
 	if lambdaTimeout+30*time.Second > engineLease {
