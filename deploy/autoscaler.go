@@ -187,6 +187,7 @@ func lambdaEnv(cfg Config, cl *Cluster, a *Autoscaler, net *Network) pulumi.Stri
 	subnets := pulumi.All(net.PrivateSubnets[0].ID(), net.PrivateSubnets[1].ID()).ApplyT(func(v []any) string {
 		return fmt.Sprintf("%s=%s,%s=%s", v[0], net.Zones[0], v[1], net.Zones[1])
 	}).(pulumi.StringOutput)
+	policyJSON, _ := cfg.PolicyJSON() // loadConfig's Validate read it already
 	return pulumi.StringMap{
 		"SMARTSCALE_HANDLES":               pulumi.String("tick,slack"),
 		"SMARTSCALE_CLUSTER_ID":            pulumi.String(cfg.ClusterID),
@@ -199,7 +200,7 @@ func lambdaEnv(cfg Config, cl *Cluster, a *Autoscaler, net *Network) pulumi.Stri
 		"PROMETHEUS_URL":                   prometheusURL(cl),
 		"SLACK_WEBHOOK_SECRET_ARN":         a.SlackSecret.Arn,
 		"SMARTSCALE_KUBECONFIG_SECRET_ARN": cl.KubeSecret.Arn,
-		"POLICY_JSON":                      pulumi.String(cfg.Policy.JSON()),
+		"POLICY_JSON":                      pulumi.String(policyJSON),
 		"SMARTSCALE_LEASE":                 pulumi.String(promDuration(engineLease)),
 		"SMARTSCALE_DRY_RUN":               pulumi.Sprintf("%t", cfg.DryRun),
 	}

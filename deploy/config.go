@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +56,12 @@ type Config struct {
 	LogRetentionDays    int      // smartscale:logRetentionDays
 	DryRun              bool     // smartscale:dryRun, the Lambda decides and notifies but never acts
 	Policy              Policy   // thresholds and bounds, passed to the Lambda as SMARTSCALE_POLICY_JSON
-	RepoRoot            string   // directory holding k3s/ (the deploy program runs in deploy/)
+	// PolicyFile (smartscale:policyFile) is a policy file (engine.ParsePolicy form, e.g. the
+	// best-policy.json of `sim tune`) passed to the Lambda as it is, instead of Policy.
+	PolicyFile string
+	// policyKeysSet lists the smartscale:* policy keys the stack sets (with PolicyFile: none).
+	policyKeysSet []string
+	RepoRoot      string // directory holding k3s/ (the deploy program runs in deploy/)
 }
 
 // Policy holds the scaling numbers of the stack. JSON keys are the engine's policy file keys
@@ -113,6 +119,16 @@ func loadConfig(ctx *pulumi.Context) (Config, error) {
 			SpotPercent:            r.int("spotPercent", 0),
 			OnDemandBase:           r.int("onDemandBase", 0),
 		},
+		PolicyFile: r.str("policyFile", ""),
+	}
+	for _, k := range policyKeys {
+		if r.c.Get(k) != "" {
+			cfg.policyKeysSet = append(cfg.policyKeysSet, "smartscale:"+k)
+		}
+	}
+	if cfg.PolicyFile != "" && len(cfg.policyKeysSet) == 0 {
+		// the spot rules and IAM (spot.go) follow the file's spot share
+		cfg.Policy.SpotPercent = policyFileSpotPercent(cfg.PolicyFile)
 	}
 	return cfg, errors.Join(errors.Join(r.errs...), cfg.Validate())
 }
@@ -123,7 +139,49 @@ var configKeys = []string{
 	"clusterId", "vpcCidr", "masterInstanceType", "workerInstanceTypes", "amiSsmParameter", "ami",
 	"k3sVersion", "lambdaZip", "logRetentionDays", "dryRun", "repoRoot", "minWorkers", "maxWorkers",
 	"scaleUpCpuPercent", "scaleDownCpuPercent", "scaleUpMemoryPercent", "scaleDownMemoryPercent",
-	"scaleUpCooldown", "scaleDownCooldown", "slackWebhookUrl", "spotPercent", "onDemandBase",
+	"scaleUpCooldown", "scaleDownCooldown", "policyFile", "slackWebhookUrl", "spotPercent", "onDemandBase",
+}
+
+// policyKeys are the keys of Policy; smartscale:policyFile replaces them all.
+var policyKeys = []string{"minWorkers", "maxWorkers", "scaleUpCpuPercent", "scaleDownCpuPercent",
+	"scaleUpMemoryPercent", "scaleDownMemoryPercent", "scaleUpCooldown", "scaleDownCooldown",
+	"spotPercent", "onDemandBase"}
+
+// PolicyJSON is the policy document handed to the Lambda: the policy file, compacted, or
+// the stack's policy keys.
+func (c Config) PolicyJSON() (string, error) {
+	if c.PolicyFile == "" {
+		return c.Policy.JSON(), nil
+	}
+	data, err := os.ReadFile(c.PolicyFile)
+	if err != nil {
+		return "", fmt.Errorf("smartscale:policyFile: %w", err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return "", fmt.Errorf("smartscale:policyFile %s: not a JSON object of policy keys: %w", c.PolicyFile, err)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// policyFileSpotPercent is the spot_percent of a policy file, 0 when it has none or cannot
+// be read (Validate reports an unreadable file).
+func policyFileSpotPercent(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var f struct {
+		SpotPercent int `json:"spot_percent"`
+	}
+	if json.Unmarshal(data, &f) != nil {
+		return 0
+	}
+	return f.SpotPercent
 }
 
 // cfgReader reads optional keys with defaults and collects parse errors.
@@ -234,6 +292,14 @@ func (c Config) Validate() error {
 	}
 	if p.OnDemandBase < 0 || p.OnDemandBase > p.MaxWorkers {
 		bad("smartscale:onDemandBase must be in [0, maxWorkers (%d)], got %d", p.MaxWorkers, p.OnDemandBase)
+	}
+	if c.PolicyFile != "" {
+		if len(c.policyKeysSet) > 0 {
+			bad("smartscale:policyFile replaces the policy keys: remove %s", strings.Join(c.policyKeysSet, ", "))
+		}
+		if _, err := c.PolicyJSON(); err != nil {
+			bad("%v", err)
+		}
 	}
 	if lambdaTimeout+30*time.Second > engineLease {
 		bad("the Lambda timeout (%v) must stay 30s below the engine's lease (%v)", lambdaTimeout, engineLease)

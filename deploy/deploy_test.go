@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -778,6 +779,40 @@ func TestConfigProblemsAreReportedTogether(t *testing.T) {
 		if !strings.Contains(res.err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, res.err)
 		}
+	}
+}
+
+// A policy file (sim tune's best-policy.json) reaches the Lambda as it is; with the policy
+// keys beside it, or when it is not a JSON object, the stack is refused.
+func TestPolicyFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "best-policy.json")
+	doc := `{"preset": "responsive", "scale_up_sustain": "2m",
+  "queries": {"pending": "sum(kube_pod_status_phase{phase=\"Pending\"}) > 0"}}`
+	if err := os.WriteFile(file, []byte(doc+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg["smartscale:policyFile"] = file
+	res := runProgram(t, cfg)
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	fn := res.one(t, tFunction, "autoscaler")
+	got := fmtS(get(fn.Inputs, "environment", "variables", "POLICY_JSON"))
+	var want bytes.Buffer
+	json.Compact(&want, []byte(doc))
+	if got != want.String() {
+		t.Errorf("POLICY_JSON %s, want the file %s", got, want.String())
+	}
+
+	cfg["smartscale:maxWorkers"] = "6"
+	if res := runProgram(t, cfg); res.err == nil || !strings.Contains(res.err.Error(), "remove smartscale:maxWorkers") {
+		t.Errorf("policyFile with maxWorkers: %v", res.err)
+	}
+	delete(cfg, "smartscale:maxWorkers")
+	os.WriteFile(file, []byte(`["not", "a", "policy"]`), 0o644)
+	if res := runProgram(t, cfg); res.err == nil || !strings.Contains(res.err.Error(), "not a JSON object") {
+		t.Errorf("a policy file that is a list: %v", res.err)
 	}
 }
 

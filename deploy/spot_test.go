@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -126,5 +128,43 @@ func TestSpotConfigProblems(t *testing.T) {
 	r := runProgram(t, cfg)
 	if r.err == nil || !strings.Contains(r.err.Error(), "spotPercent must be in [0, 100]") || !strings.Contains(r.err.Error(), "onDemandBase must be in [0, maxWorkers (10)]") {
 		t.Errorf("error %v", r.err)
+	}
+}
+
+// A policy file (sim tune's best-policy.json) with a spot share gets the notice rules and
+// the spot grants as the stack's spotPercent does; one without gets neither.
+func TestSpotFromPolicyFile(t *testing.T) {
+	for _, tt := range []struct {
+		doc  string
+		spot bool
+	}{
+		{`{"preset": "responsive", "spot_percent": 70, "on_demand_base": 1}`, true},
+		{`{"preset": "responsive"}`, false},
+	} {
+		file := filepath.Join(t.TempDir(), "best-policy.json")
+		if err := os.WriteFile(file, []byte(tt.doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := testConfig(t)
+		cfg["smartscale:policyFile"] = file
+		r := runProgram(t, cfg)
+		if r.err != nil {
+			t.Fatalf("%s: %v", tt.doc, r.err)
+		}
+		var rules []string
+		for _, rule := range r.all(tRule) {
+			if rule.Name != "tick" {
+				rules = append(rules, rule.Name)
+			}
+		}
+		slices.Sort(rules)
+		d := rolePolicy(t, r, "autoscaler")
+		grants := len(stmtsFor(d, "ec2:DescribeSpotPriceHistory"))
+		if tt.spot && (!slices.Equal(rules, []string{"rebalance", "spot-interruption"}) || grants != 1) {
+			t.Errorf("%s: rules %v, spot price grants %d; want the two notice rules and the grant", tt.doc, rules, grants)
+		}
+		if !tt.spot && (len(rules) != 0 || grants != 0) {
+			t.Errorf("%s: rules %v, spot price grants %d without spot", tt.doc, rules, grants)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -289,6 +290,10 @@ func TestImagesArePinned(t *testing.T) {
 			spec = &v.Spec.Template.Spec
 		case *appsv1.DaemonSet:
 			spec = &v.Spec.Template.Spec
+		case *batchv1.Job:
+			spec = &v.Spec.Template.Spec
+		case *corev1.Pod:
+			spec = &v.Spec
 		default:
 			continue
 		}

@@ -60,6 +60,7 @@ Examples:
   go run ./sim -replay day.json -closed-loop -compare          # closed loop: the recorded demand, simulated
   go run ./sim -flight export.jsonl -policy other.json         # re-decide the Lambda's flight records
   go run ./sim record -prometheus URL -from now-24h -out day.json  # record a cluster's series (record -h)
+  go run ./sim tune -space space.json -scenario flash-sale,ramp -seeds 1-3  # sweep policies (tune -h, docs/tune.md)
   (docs/replay.md)
 
 Outputs (in -out):
@@ -104,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "record" {
 		return runRecord(ctx, args[1:], stdout, stderr) // sim/record.go
+	}
+	if len(args) > 0 && args[0] == "tune" {
+		return runTune(ctx, args[1:], stdout, stderr) // sim/tune.go
 	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {

@@ -77,32 +77,11 @@ func loadScenario(o options) (scenarios.Scenario, error) {
 	if r.file == "" || !r.closedLoop {
 		return scenarios.Load(o.scenario)
 	}
-	rec, err := replay.ReadFile(r.file)
-	if err != nil {
-		return scenarios.Scenario{}, err
-	}
-	base := scenarios.DefaultSim()
-	if r.sim != "" {
-		sc, err := scenarios.Load(r.sim)
-		if err != nil {
-			return scenarios.Scenario{}, fmt.Errorf("-replay-sim: %w", err)
-		}
-		base = sc.Sim
-	}
 	pol, err := loadPolicy(o.policy)
 	if err != nil {
 		return scenarios.Scenario{}, err
 	}
-	view := replay.NewView(rec, pol.ControlPlaneNodes)
-	demand, err := replay.Demand(rec, view, base)
-	if err != nil {
-		return scenarios.Scenario{}, fmt.Errorf("%s: %w", r.file, err)
-	}
-	name := "replay-" + recordingName(r.file)
-	first, last, _ := rec.Bounds()
-	desc := fmt.Sprintf("Closed-loop replay of %s (%s .. %s): arrival rate derived minute by minute from the recorded busy cores and pending pods.",
-		filepath.Base(r.file), first.Format(time.RFC3339), last.Format(time.RFC3339))
-	data, sc, err := replay.Scenario(name, desc, demand, base)
+	sc, data, demand, err := closedLoopScenario(r.file, r.sim, pol)
 	if err != nil {
 		return scenarios.Scenario{}, err
 	}
@@ -120,6 +99,38 @@ func loadScenario(o options) (scenarios.Scenario, error) {
 		return scenarios.Scenario{}, fmt.Errorf("writing the derived scenario: %w", err)
 	}
 	return sc, nil
+}
+
+// closedLoopScenario derives the scenario of a recording's closed-loop replay: its demand
+// minute by minute, on the simulator settings of simName (default: the defaults). data is
+// the scenario file.
+func closedLoopScenario(file, simName string, pol engine.Policy) (scenarios.Scenario, []byte, []replay.DemandPoint, error) {
+	rec, err := replay.ReadFile(file)
+	if err != nil {
+		return scenarios.Scenario{}, nil, nil, err
+	}
+	base := scenarios.DefaultSim()
+	if simName != "" {
+		sc, err := scenarios.Load(simName)
+		if err != nil {
+			return scenarios.Scenario{}, nil, nil, fmt.Errorf("-replay-sim: %w", err)
+		}
+		base = sc.Sim
+	}
+	view := replay.NewView(rec, pol.ControlPlaneNodes)
+	demand, err := replay.Demand(rec, view, base)
+	if err != nil {
+		return scenarios.Scenario{}, nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	name := "replay-" + recordingName(file)
+	first, last, _ := rec.Bounds()
+	desc := fmt.Sprintf("Closed-loop replay of %s (%s .. %s): arrival rate derived minute by minute from the recorded busy cores and pending pods.",
+		filepath.Base(file), first.Format(time.RFC3339), last.Format(time.RFC3339))
+	data, sc, err := replay.Scenario(name, desc, demand, base)
+	if err != nil {
+		return scenarios.Scenario{}, nil, nil, err
+	}
+	return sc, data, demand, nil
 }
 
 func recordingName(file string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +17,13 @@ type Explanation struct {
 	Observation engine.Observation `json:"observation"`
 	Decision    engine.Decision    `json:"decision"`
 	Queries     map[string]string  `json:"queries"`
-	Note        string             `json:"note,omitempty"`
+	// Trigger is what a tick at At would record: "alert:NAME[,NAME]" when the policy takes
+	// alert ticks and Prometheus had the policy's scale-up alerts firing, else "schedule".
+	Trigger string `json:"trigger"`
+	// AlertsFiring are the policy's scale-up alerts Prometheus had firing at At (its ALERTS
+	// series, so after their for: durations), whether or not the policy takes alert ticks.
+	AlertsFiring []string `json:"alerts_firing,omitempty"`
+	Note         string   `json:"note,omitempty"`
 }
 
 // ExplainOptions tune Explain.
@@ -65,7 +72,42 @@ func Explain(ctx context.Context, p engine.Policy, m engine.Metrics, at time.Tim
 	for _, n := range p.ReadingNames() {
 		q[n] = p.Expand(n)
 	}
-	return Explanation{At: at.UTC(), Observation: obs, Decision: d, Queries: q, Note: strings.Join(notes, "; ")}, nil
+	firing, note := firingAlerts(ctx, p, m, at)
+	if note != "" {
+		notes = append(notes, note)
+	}
+	trigger := engine.TriggerSchedule
+	switch {
+	case p.AlertTicks && len(firing) > 0:
+		trigger = engine.TriggerAlertPrefix + strings.Join(firing, ",")
+	case len(firing) > 0:
+		notes = append(notes, "scale-up alerts are firing but the policy does not take alert ticks (alert_ticks)")
+	}
+	return Explanation{At: at.UTC(), Observation: obs, Decision: d, Queries: q, Trigger: trigger, AlertsFiring: firing, Note: strings.Join(notes, "; ")}, nil
+}
+
+// firingAlerts asks Prometheus which of the policy's scale-up alerts were firing at `at`,
+// from the ALERTS series its rule evaluation writes. No series means not firing; any other
+// failure is reported in the note and counts as none firing.
+func firingAlerts(ctx context.Context, p engine.Policy, m engine.Metrics, at time.Time) ([]string, string) {
+	var firing []string
+	var failed []string
+	for _, r := range p.AlertRules() {
+		s, err := m.Query(ctx, `count(ALERTS{alertname="`+r.Name+`",alertstate="firing"})`, at)
+		var me *engine.MetricError
+		switch {
+		case errors.As(err, &me) && me.Problem == engine.ProblemEmpty:
+		case err != nil:
+			failed = append(failed, r.Name+": "+err.Error())
+		case s.Value > 0:
+			firing = append(firing, r.Name)
+		}
+	}
+	slices.Sort(firing) // as the handler names an alert tick
+	if len(failed) > 0 {
+		return firing, "could not read the ALERTS series (" + strings.Join(failed, "; ") + ")"
+	}
+	return firing, ""
 }
 
 // Decide is engine.Decide, except that without a node list (explain mode) a wanted

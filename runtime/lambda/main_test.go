@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -207,5 +209,55 @@ func TestExplainWithState(t *testing.T) {
 	}
 	if ex.Decision.Action != "cooldown" || !strings.Contains(ex.Note, "state store") {
 		t.Errorf("decision %+v note %q, want the scale-up cooldown from the stored state", ex.Decision, ex.Note)
+	}
+}
+
+// The trigger -explain reports comes from the ALERTS series of a real Prometheus (backfilled
+// here as its rule evaluation would write them: CPU high from minute 31 on).
+func TestExplainTriggerFromAlerts(t *testing.T) {
+	om := strings.TrimSuffix(realtest.Busy(start).OpenMetrics(), "# EOF\n")
+	var b strings.Builder
+	b.WriteString(om + "# TYPE ALERTS gauge\n")
+	for off := 31 * time.Minute; off <= time.Hour; off += 15 * time.Second {
+		fmt.Fprintf(&b, "ALERTS{alertname=%q,alertstate=\"firing\",severity=\"page\"} 1 %d\n", engine.AlertCPUHigh, start.Add(off).Unix())
+	}
+	b.WriteString("# EOF\n")
+	url := realtest.Prometheus(t, b.String())
+	type out struct {
+		Trigger      string   `json:"trigger"`
+		AlertsFiring []string `json:"alerts_firing"`
+		Note         string   `json:"note"`
+	}
+	tests := []struct {
+		name, policy string
+		at           time.Duration
+		want         out
+		noteHas      string
+	}{
+		{"alert ticks on, CPU alert firing", `{"alert_ticks": true}`, 55 * time.Minute,
+			out{Trigger: "alert:" + engine.AlertCPUHigh, AlertsFiring: []string{engine.AlertCPUHigh}}, ""},
+		{"alert ticks off, CPU alert firing", "", 55 * time.Minute,
+			out{Trigger: "schedule", AlertsFiring: []string{engine.AlertCPUHigh}}, "does not take alert ticks"},
+		{"alert ticks on, nothing firing", `{"alert_ticks": true}`, 25 * time.Minute,
+			out{Trigger: "schedule"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"PROMETHEUS_URL": url, "POLICY_JSON": tt.policy}
+			code, stdout, errs := runArgs(env, "-explain", "-at", start.Add(tt.at+7*time.Second).Format(time.RFC3339))
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %s", code, errs)
+			}
+			var got out
+			if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+				t.Fatalf("output is not JSON: %v\n%s", err, stdout)
+			}
+			if got.Trigger != tt.want.Trigger || !slices.Equal(got.AlertsFiring, tt.want.AlertsFiring) {
+				t.Errorf("trigger %q, firing %v; want %q, %v", got.Trigger, got.AlertsFiring, tt.want.Trigger, tt.want.AlertsFiring)
+			}
+			if !strings.Contains(got.Note, tt.noteHas) || strings.Contains(got.Note, "could not read the ALERTS") {
+				t.Errorf("note %q, want it to contain %q and no ALERTS failure", got.Note, tt.noteHas)
+			}
+		})
 	}
 }

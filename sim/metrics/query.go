@@ -16,25 +16,44 @@ import (
 // engine.Metrics: a query must reduce to one scalar or a one-element vector; an empty vector
 // is engine.ProblemEmpty, never zero.
 type Querier struct {
-	q   storage.Queryable
-	eng *promql.Engine
+	q    storage.Queryable
+	eng  *promql.Engine
+	subq *subqueries // on a Store: the subqueries' steps kept between queries
 }
 
 var _ engine.Metrics = (*Querier)(nil)
 
-// NewQuerier returns a Querier over q with Prometheus' defaults (5 m lookback).
+// NewQuerier returns a Querier over q with Prometheus' defaults (5 m lookback). It parses
+// each distinct query once (see parseCache) and, on a Store, evaluates a subquery's steps
+// once (see subqueries).
 func NewQuerier(q storage.Queryable) *Querier {
-	return &Querier{q: q, eng: promql.NewEngine(promql.EngineOpts{
+	pc := newParseCache()
+	m := &Querier{q: q, eng: promql.NewEngine(promql.EngineOpts{
+		Parser:               pc,
 		MaxSamples:           50_000_000,
 		Timeout:              time.Minute,
 		LookbackDelta:        5 * time.Minute,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
+		// a subquery without a step ([5m:]) steps at the evaluation interval, 15 s in the
+		// shipped Prometheus (k3s/monitoring/prometheus-config.yml); unset, PromQL panics
+		NoStepSubqueryIntervalFn: func(int64) int64 { return (15 * time.Second).Milliseconds() },
 	})}
+	if s, ok := q.(*Store); ok {
+		m.subq = newSubqueries(s, pc, m.eng)
+	}
+	return m
 }
 
 // Query implements engine.Metrics.
 func (m *Querier) Query(ctx context.Context, q string, at time.Time) (engine.Sample, error) {
+	if m.subq != nil {
+		m.subq.mu.Lock()
+		defer m.subq.mu.Unlock()
+		if m.subq.prepare(ctx, q, at) {
+			defer m.subq.parse.unsubstitute()
+		}
+	}
 	qry, err := m.eng.NewInstantQuery(ctx, m.q, nil, q, at)
 	if err != nil {
 		return engine.Sample{}, &engine.MetricError{Problem: engine.ProblemError, Query: q, Err: err}

@@ -16,6 +16,7 @@ type exporters struct {
 	nodes map[*cluster.Node]*nodeRefs
 	pods  map[*cluster.Pod]*podRefs
 	rules *ruleSeries // nil unless the policy reads the rules' series (scrape_rules.go)
+	n     uint64      // scrapes so far
 }
 
 type nodeRefs struct {
@@ -25,7 +26,10 @@ type nodeRefs struct {
 	info         metrics.Ref
 }
 
-type podRefs struct{ phase [5]metrics.Ref }
+type podRefs struct {
+	phase [5]metrics.Ref
+	seen  uint64 // the scrape that last listed the pod
+}
 
 var podPhases = [5]string{"Pending", "Running", "Succeeded", "Failed", "Unknown"}
 
@@ -97,10 +101,10 @@ func (e *exporters) scrape(c *cluster.Cluster, tMillis int64, zoneOf func(instan
 			return err
 		}
 	}
-	live := map[*cluster.Pod]bool{}
+	e.n++
 	for _, p := range c.Pods() {
-		live[p] = true
 		r := e.podRefs(p)
+		r.seen = e.n
 		phase := p.Phase()
 		for i, ph := range podPhases {
 			v := 0.0
@@ -112,8 +116,8 @@ func (e *exporters) scrape(c *cluster.Cluster, tMillis int64, zoneOf func(instan
 			}
 		}
 	}
-	for p := range e.pods {
-		if !live[p] {
+	for p, r := range e.pods {
+		if r.seen != e.n {
 			delete(e.pods, p)
 		}
 	}
