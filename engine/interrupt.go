@@ -122,6 +122,17 @@ func DecideNotice(now time.Time, p Policy, obs Observation, st State, n Notice) 
 	if node != nil {
 		d.Node = node.Name
 	}
+	// a replacement an earlier notice of this instance launched (the repeated notice of a
+	// node is found by its scale-down below)
+	var replacement *Operation
+	for _, op := range st.Open() {
+		if op.Kind == OpScaleUp && op.Replaces == n.Instance {
+			replacement = op
+		}
+	}
+	if replacement != nil && node == nil {
+		return none("already replaced by operation %s (%s)", replacement.ID, replacement.Phase)
+	}
 	for _, op := range st.Open() {
 		if op.Kind != OpScaleDown || op.Instance != n.Instance {
 			continue
@@ -165,6 +176,8 @@ func DecideNotice(now time.Time, p Policy, obs Observation, st State, n Notice) 
 		switch {
 		case node == nil:
 			return none("not a node yet: nothing to drain, no replacement ahead of an interruption that may not come")
+		case replacement != nil:
+			return none("already replaced by operation %s (%s)", replacement.ID, replacement.Phase)
 		case !room:
 			return none("at max_workers (%d) without the leaving nodes: no room for a replacement ahead of the interruption; an interruption warning, if it comes, drains it", p.MaxWorkers)
 		}
@@ -179,6 +192,8 @@ func DecideNotice(now time.Time, p Policy, obs Observation, st State, n Notice) 
 		d.Reason += ": draining it now, bounded by the notice"
 	}
 	switch {
+	case replacement != nil:
+		d.Reason += fmt.Sprintf("; its replacement %s (%s) is on its way", replacement.ID, replacement.Phase)
 	case drained != nil:
 		d.GiveBack = drained.ID
 		d.Reason += fmt.Sprintf("; keeping %s (its scale-down %s given up) instead of launching a replacement", drained.Node, drained.ID)
@@ -289,7 +304,7 @@ func (t *tick) runNotice(n Notice) error {
 		}
 		t.st.Seq++
 		up = &Operation{ID: fmt.Sprintf("%s-op-%d", t.s.ClusterID, t.st.Seq), Kind: OpScaleUp, Phase: PhaseLaunching,
-			Started: t.now, Count: nd.Delta, Reason: nd.Reason}
+			Started: t.now, Count: nd.Delta, Reason: nd.Reason, Replaces: n.Instance}
 		t.st.Operation = up
 		if drain != nil && drain.Cause == CauseRebalance {
 			drain.After = up.ID

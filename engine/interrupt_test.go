@@ -404,3 +404,38 @@ func TestPlannedLaunchRetriesThePartInFlight(t *testing.T) {
 		t.Errorf("calls %v: want the second part launched once with token %s", r.cloud.calls, token)
 	}
 }
+
+// A notice repeated for an instance that was not a node yet finds the replacement the first
+// one launched (chaos: the duplicate delivery launched a second one); once the instance is a
+// node, its interruption drains it without another replacement.
+func TestNoticeRepeatedBeforeTheNodeJoinedLaunchesOnce(t *testing.T) {
+	p := engine.DefaultPolicy()
+	p.SpotPercent = 50
+	spot := engine.Offering{InstanceType: "t3.medium", Zone: "b", CapacityType: engine.CapacitySpot}
+	obs := engine.Observation{Time: t0, RegisteredWorkers: 2, WorkersKnown: true,
+		Nodes: []engine.Node{{Name: "w1", InstanceID: "i-w1", Ready: true}, {Name: "w2", InstanceID: "i-w2", Ready: true}},
+		Instances: []engine.Instance{{ID: "i-w1", State: engine.InstanceRunning}, {ID: "i-w2", State: engine.InstanceRunning},
+			{ID: "i-new", State: engine.InstanceRunning, Offering: spot}}}
+	joining := &engine.Operation{ID: "op-1", Kind: engine.OpScaleUp, Phase: engine.PhaseJoining, Count: 1, Instances: []string{"i-new"}}
+	n := engine.Notice{Kind: engine.NoticeInterruption, Instance: "i-new", Time: t0}
+
+	first := engine.DecideNotice(t0, p, obs, engine.State{Operation: joining}, n)
+	if first.Action != engine.ActionInterruption || first.Delta != 1 || first.Drain {
+		t.Fatalf("first notice: %+v", first)
+	}
+	replacement := &engine.Operation{ID: "op-2", Kind: engine.OpScaleUp, Phase: engine.PhaseLaunching, Count: 1, Replaces: "i-new"}
+	st := engine.State{Operation: replacement, Finishing: []*engine.Operation{joining}}
+	again := engine.DecideNotice(t0, p, obs, st, n)
+	if again.Action != engine.ActionNone || again.Delta != 0 || !strings.Contains(again.Reason, "already replaced by operation op-2") {
+		t.Errorf("repeated notice: %+v", again)
+	}
+	if rb := engine.DecideNotice(t0, p, obs, st, engine.Notice{Kind: engine.NoticeRebalance, Instance: "i-new", Time: t0}); rb.Action != engine.ActionNone {
+		t.Errorf("rebalance after the interruption: %+v", rb)
+	}
+
+	obs.Nodes = append(obs.Nodes, engine.Node{Name: "w3", InstanceID: "i-new", Ready: true})
+	late := engine.DecideNotice(t0.Add(30*time.Second), p, obs, st, n)
+	if late.Action != engine.ActionInterruption || !late.Drain || late.Delta != 0 || !strings.Contains(late.Reason, "replacement op-2") {
+		t.Errorf("late repeat once the node joined: %+v", late)
+	}
+}

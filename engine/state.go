@@ -133,4 +133,7 @@ type Operation struct {
 	After    string    `json:"after,omitempty"`
 	// DrainFrom is when the drain began, when later than Started (an at-risk node's).
 	DrainFrom time.Time `json:"drain_from,omitzero"`
+	// Replaces is, on a scale-up a notice launched, the instance it stands in for: a
+	// repeated notice of that instance finds it and launches nothing.
+	Replaces string `json:"replaces,omitempty"`
 }

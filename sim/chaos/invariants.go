@@ -50,6 +50,12 @@ type violation struct {
 	text string
 }
 
+// termination is a node's termination by its operation, at a time.
+type termination struct {
+	at       time.Time
+	op, node string
+}
+
 // checker holds what the invariants need to remember between events.
 type checker struct {
 	h    *Harness
@@ -65,6 +71,9 @@ type checker struct {
 	opTicks  map[string]int
 	drained  map[string]bool
 	aborted  map[string]bool
+	// undrained are terminations seen while an invocation was paused, before its record
+	// came: its drain may be in that record (checked once every record is in)
+	undrained []termination
 	removed  map[string]map[string]bool
 
 	lowSince, highSince   time.Time
@@ -101,6 +110,12 @@ func (c *checker) failOnce(key string, inv int, format string, a ...any) {
 }
 
 func (c *checker) list() []string {
+	for _, u := range c.undrained {
+		if !c.drained[u.op] {
+			c.v = append(c.v, violation{at: u.at, inv: 8, text: fmt.Sprintf("node %s terminated before its drain finished (%s)", u.node, u.op)})
+		}
+	}
+	c.undrained = nil
 	sort.SliceStable(c.v, func(i, j int) bool { return c.v[i].at.Before(c.v[j].at) })
 	out := make([]string, 0, len(c.v))
 	for _, v := range c.v {
@@ -274,7 +289,9 @@ func (c *checker) onWrite(l engine.Lease, st engine.State) {
 	if hd, f, _ := c.h.w.State.Holder(); l.Fence != f || l.Holder != hd {
 		c.fail(1, "state written by %s (fence %d) while %s holds fence %d", l.Holder, l.Fence, hd, f)
 	}
-	c.state = st
+	// a copy: the engine goes on changing its state (slices.DeleteFunc clears the dropped
+	// operations' slots in the backing array this write shares)
+	c.state = st.Clone()
 	c.backoff = map[string]time.Time{}
 	for k, v := range st.Backoff {
 		c.backoff[k] = v
@@ -463,6 +480,8 @@ func (c *checker) record(inv *invocation, rec engine.Record, err error) {
 		case a.Kind == "terminate" && a.Result == "ok" && a.Node != "":
 			if c.aborted[a.Operation] {
 				c.fail(8, "node %s terminated after its drain failed (%s)", a.Node, a.Operation)
+			} else if !c.drained[a.Operation] && c.h.paused != nil {
+				c.undrained = append(c.undrained, termination{at: c.now(), op: a.Operation, node: a.Node})
 			} else if !c.drained[a.Operation] {
 				c.fail(8, "node %s terminated before its drain finished (%s)", a.Node, a.Operation)
 			}

@@ -206,7 +206,7 @@ func TestOutputsAgreeWithTheRuns(t *testing.T) {
 		t.Fatalf("best-policy.json is not a policy file: %v", err)
 	}
 	pl, _ := NewPlan(spec)
-	if p != pl.Policies[best] {
+	if !reflect.DeepEqual(p, pl.Policies[best]) {
 		t.Errorf("best-policy.json reads back as %+v, the point is %+v", p, pl.Policies[best])
 	}
 	// a flap limit leaves out the points that flap more
@@ -406,7 +406,7 @@ func TestPresetSpace(t *testing.T) {
 			t.Fatal(err)
 		}
 		want.ScaleUpCooldown = 4 * time.Minute
-		if pl.Policies[i] != want {
+		if !reflect.DeepEqual(pl.Policies[i], want) {
 			t.Errorf("point %d: policy %+v, want the %s preset with a 4m cooldown %+v", i, pl.Policies[i], name, want)
 		}
 		direct, err := runOne(context.Background(), job{unit: "direct", sc: sc, seed: 1, policy: want})
@@ -424,7 +424,7 @@ func TestPresetSpace(t *testing.T) {
 			t.Fatal(err)
 		}
 		back, err := engine.ParsePolicy(bytes.NewReader(b), engine.DefaultPolicy())
-		if err != nil || back != pl.Policies[i] {
+		if err != nil || !reflect.DeepEqual(back, pl.Policies[i]) {
 			t.Errorf("point %d: its policy file %s reads back as %+v (%v)", i, b, back, err)
 		}
 		if name == engine.PresetResponsive && !bytes.Contains(b, []byte(`"preset":"responsive"`)) {

@@ -3,6 +3,7 @@ package tune
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -168,7 +169,7 @@ func TestPoliciesThroughTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(pols) != 4 || pols[0].Preset != engine.PresetBrief || pols[2].Preset != engine.PresetResponsive ||
-		pols[3].ScaleUpSustain.Minutes() != 2 || pols[2].Rules == pols[0].Rules {
+		pols[3].ScaleUpSustain.Minutes() != 2 || reflect.DeepEqual(pols[2].Rules, pols[0].Rules) {
 		t.Errorf("presets: %+v", pols)
 	}
 }
