@@ -74,7 +74,7 @@ type checker struct {
 	// undrained are terminations seen while an invocation was paused, before its record
 	// came: its drain may be in that record (checked once every record is in)
 	undrained []termination
-	removed  map[string]map[string]bool
+	removed   map[string]map[string]bool
 
 	lowSince, highSince   time.Time
 	lowExcuse, highExcuse time.Time
