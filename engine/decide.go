@@ -120,6 +120,11 @@ func Decide(now time.Time, p Policy, obs Observation, st State) Decision {
 		if sameTick(now, st.LastScaleUp) {
 			return d.with(ActionCooldown, 0, "scaled up at this very time already (duplicate invocation): "+reason)
 		}
+		if sameTick(now, st.LastRemoved) {
+			// the tick that ended a scale-down (a reclaimed spot node's, say) was busy with
+			// it; a second run of that tick decides nothing either
+			return d.with(ActionCooldown, 0, "a node was removed at this very time (duplicate invocation): "+reason)
+		}
 		var step int
 		var stepWhy string
 		if p.ScaleUpSizing == SizingPods && pv.ok {

@@ -90,6 +90,10 @@ func TestDecide(t *testing.T) {
 			state: State{LastScaleUp: t0.Add(-5 * time.Minute)}, action: ActionScaleUp, delta: 1},
 		{name: "scale-down cooldown never holds a needed scale-up", obs: func(o *Observation) { o.Readings.PendingMin = ok(1) },
 			state: State{LastScaleDown: t0.Add(-time.Minute)}, action: ActionScaleUp, delta: 1},
+		{name: "a duplicate of the tick that removed a node does not scale up", obs: func(o *Observation) { o.Readings.PendingMin = ok(1) },
+			state: State{LastRemoved: t0}, action: ActionCooldown, reason: "a node was removed at this very time"},
+		{name: "a scale-up a second after a removal", obs: func(o *Observation) { o.Readings.PendingMin = ok(1) },
+			state: State{LastRemoved: t0.Add(-time.Second)}, action: ActionScaleUp, delta: 1},
 		{name: "below min scales up to min whatever the metrics", obs: func(o *Observation) {
 			o.RegisteredWorkers = 0
 			o.Readings = Readings{}
