@@ -113,3 +113,43 @@ func TestAlertWhileAScheduledTickHoldsTheLease(t *testing.T) {
 		t.Errorf("result %+v: want a clean held", r)
 	}
 }
+
+// An alert storm (Alertmanager repeating, SNS redelivering, a flapping rule: a notification
+// every 1.5 s for two minutes) runs at most one alert tick per alert_tick_min_interval, and
+// acts once: the ticks after the first are held by the scale-up cooldown.
+func TestAlertStormRunsOneTickPerInterval(t *testing.T) {
+	h, now := alertHandler(t)
+	webhook := fixture(t, "alertmanager-webhook.json")
+	t0 := *now
+	var ticks []time.Duration
+	acts := 0
+	for i := range 80 {
+		*now = t0.Add(time.Duration(i) * 1500 * time.Millisecond)
+		r := invokeAlert(t, h, webhook)
+		if r.Kind != "alert" {
+			t.Fatalf("notification %d: result %+v", i, r)
+		}
+		if r.Lock == engine.LockSkipped {
+			continue
+		}
+		ticks = append(ticks, now.Sub(t0))
+		if r.Decision != nil && r.Decision.Action == engine.ActionScaleUp {
+			acts++
+		}
+	}
+	interval := h.step.Policy.AlertTickMinInterval
+	if interval <= 0 {
+		t.Fatalf("alert_tick_min_interval %v", interval)
+	}
+	if max := int(2*time.Minute/interval) + 1; len(ticks) == 0 || len(ticks) > max {
+		t.Errorf("%d alert ticks in 2 minutes (%v), want 1 to %d", len(ticks), ticks, max)
+	}
+	for i := 1; i < len(ticks); i++ {
+		if ticks[i]-ticks[i-1] < interval {
+			t.Errorf("alert ticks %v and %v closer than %v", ticks[i-1], ticks[i], interval)
+		}
+	}
+	if acts != 1 {
+		t.Errorf("%d scale-ups in the storm, want 1 (the cooldown holds the rest)", acts)
+	}
+}
