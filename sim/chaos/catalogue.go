@@ -97,7 +97,7 @@ var catalogue = append([]Kind{
 	{NotifyDown, "notifier", "SNS / Slack rejects every notification", "decisions and actions are exactly those of a run without the fault"},
 	{SpotInterruption, "cloud", "a running worker is interrupted with 2 minutes' notice",
 		"the lost capacity is replaced; no operation is left stuck on the gone node"},
-}, spotCatalogue...) // spot.go
+}, append(spotCatalogue, alertCatalogue...)...) // spot.go, alerts.go
 
 // Catalogue returns every fault kind, in a fixed order.
 func Catalogue() []Kind { return slices.Clone(catalogue) }

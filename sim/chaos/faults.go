@@ -210,7 +210,8 @@ func (h *Harness) installWindows() {
 				}
 			})
 		default:
-			h.installSpotWindow(f) // spot.go
+			h.installSpotWindow(f)  // spot.go
+			h.installAlertWindow(f) // alerts.go
 		}
 	}
 }

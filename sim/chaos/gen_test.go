@@ -51,7 +51,7 @@ type PolicySpec struct {
 	ZoneSpread int // 0-1
 	Alloc      int // index in spotAllocs
 	Types      int // index in typeLists (0: the configured offerings)
-	Alerts     int // AlertTicks 0-1
+	Alerts     int // 0: no alert ticks; 1: alert ticks; 2: alert ticks with alert_tick_min_interval 0
 }
 
 var (
@@ -102,7 +102,7 @@ func genPolicySpec() gopter.Gen {
 		"PredictMins": gen.IntRange(0, 3), "Headroom": gen.IntRange(0, 3),
 		"SpotPct": gen.IntRange(0, 10), "Base": gen.IntRange(0, 3), "ZoneSpread": gen.IntRange(0, 1),
 		"Alloc": gen.IntRange(0, len(spotAllocs)-1), "Types": gen.IntRange(0, len(typeLists)-1),
-		"Alerts": gen.IntRange(0, 1),
+		"Alerts": gen.IntRange(0, 2),
 	})
 }
 
@@ -136,7 +136,10 @@ func (p PolicySpec) Build() engine.Policy {
 		pol.ScaleDownRequestedPercent = float64(p.Requested)
 		pol.PredictHorizon = time.Duration(p.PredictMins) * time.Minute
 		pol.HeadroomPods = p.Headroom
-		pol.AlertTicks = p.Alerts == 1
+		pol.AlertTicks = p.Alerts >= 1
+		if p.Alerts == 2 {
+			pol.AlertTickMinInterval = 0
+		}
 	}
 	pol.MinWorkers = p.Min
 	pol.MaxWorkers = p.Min + 1 + p.Extra

@@ -109,7 +109,7 @@ func later(a, b time.Time) time.Time {
 // with the alerts of the last evaluation.
 func (w *World) scheduleAlerts(ctx context.Context, at AlertTicker) {
 	a := newAlerting(w.Cfg.Policy)
-	notify := func(names []string) {
+	w.notify = func(names []string) {
 		w.Loop.After(InvokeLatency, func() {
 			rec, err := at.AlertTick(ctx, w.Loop.Now(), names)
 			w.m.tick(rec, err)
@@ -125,17 +125,28 @@ func (w *World) scheduleAlerts(ctx context.Context, at AlertTicker) {
 		now := w.Loop.Now()
 		firing := a.evaluate(ctx, w.Metrics, now)
 		if names := a.due(firing, now); len(names) > 0 {
-			notify(names)
+			w.notify(names)
 			return
 		}
 		if next := a.next; !next.IsZero() && next.Before(now.Add(RuleInterval)) {
 			w.Loop.After(next.Sub(now), func() {
 				if names := a.due(firing, w.Loop.Now()); len(names) > 0 {
-					notify(names)
+					w.notify(names)
 				}
 			})
 		}
 	})
+}
+
+// DeliverAlert delivers one more notification of the firing alerts as Alertmanager would,
+// outside its grouping (a redelivery, a flapping rule: the chaos harness's alert storm); the
+// alert tick runs InvokeLatency later. It reports false when the run takes no alert ticks.
+func (w *World) DeliverAlert(alerts []string) bool {
+	if w.notify == nil {
+		return false
+	}
+	w.notify(alerts)
+	return true
 }
 
 // AlertTick implements AlertTicker.

@@ -80,6 +80,7 @@ type World struct {
 	expRNG      *rand.Rand
 	masterPrice float64
 	m           measures
+	notify      func(alerts []string) // the alert path's delivery (alerts.go), when alert ticks are on
 	// AfterTick, when set, sees every tick's record (invariant checks).
 	AfterTick func(rec engine.Record, err error)
 	// AfterStep, when set, runs after every 15 s load step and scrape.
