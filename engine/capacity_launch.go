@@ -109,25 +109,7 @@ func (t *tick) launchPart(op *Operation, part LaunchPart) (ok bool, lastErr erro
 		insts, err := t.s.Cloud.Launch(t.ctx, LaunchRequest{Token: op.Token, OperationID: op.ID, Count: part.Count, Offering: off})
 		a := Act{Kind: "launch", Operation: op.ID, Count: part.Count, Offering: off.Key(), Result: "ok"}
 		if err == nil {
-			seen := map[string]bool{}
-			for _, in := range t.obs.Instances {
-				seen[in.ID] = true
-			}
-			for _, in := range insts {
-				op.Instances = append(op.Instances, in.ID)
-				if off.Spot() {
-					op.SpotInstances = append(op.SpotInstances, in.ID)
-				}
-				if !seen[in.ID] && (in.State == InstancePending || in.State == InstanceRunning) {
-					seen[in.ID] = true
-					t.obs.Instances = append(t.obs.Instances, in)
-					t.obs.Launching++
-				}
-			}
-			slices.Sort(op.Instances)
-			op.Instances = slices.Compact(op.Instances)
-			slices.Sort(op.SpotInstances)
-			op.SpotInstances = slices.Compact(op.SpotInstances)
+			t.launched(op, insts, off.Spot())
 			a.Instances = instancesOf(insts)
 			t.act(a)
 			delete(t.st.Backoff, off.Key())

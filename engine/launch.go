@@ -160,23 +160,7 @@ func (t *tick) launch(op *Operation) error {
 		insts, err := t.s.Cloud.Launch(t.ctx, LaunchRequest{Token: op.Token, OperationID: op.ID, Count: op.Count, Offering: off})
 		a := Act{Kind: "launch", Operation: op.ID, Count: op.Count, Offering: off.Key(), Result: "ok"}
 		if err == nil {
-			// count as launching only what the observation does not show yet: a retry
-			// with the same token returns instances that may be listed (even joined or
-			// gone) already
-			seen := map[string]bool{}
-			for _, in := range t.obs.Instances {
-				seen[in.ID] = true
-			}
-			for _, in := range insts {
-				op.Instances = append(op.Instances, in.ID)
-				if !seen[in.ID] && (in.State == InstancePending || in.State == InstanceRunning) {
-					seen[in.ID] = true
-					t.obs.Instances = append(t.obs.Instances, in)
-					t.obs.Launching++
-				}
-			}
-			slices.Sort(op.Instances)
-			op.Instances = slices.Compact(op.Instances)
+			t.launched(op, insts, false)
 			a.Instances = op.Instances
 			t.act(a)
 			op.Phase = PhaseJoining
@@ -236,4 +220,31 @@ func failureText(err error) string {
 		return "instance type not supported in the configured zones"
 	}
 	return err.Error()
+}
+
+// launched records a launch's instances in op (its spot ones in SpotInstances too) and
+// counts as launching only what the observation does not show yet: a retry with the same
+// token returns instances that may be listed (even joined or gone) already.
+func (t *tick) launched(op *Operation, insts []Instance, spot bool) {
+	seen := map[string]bool{}
+	for _, in := range t.obs.Instances {
+		seen[in.ID] = true
+	}
+	for _, in := range insts {
+		op.Instances = append(op.Instances, in.ID)
+		if spot {
+			op.SpotInstances = append(op.SpotInstances, in.ID)
+		}
+		if !seen[in.ID] && (in.State == InstancePending || in.State == InstanceRunning) {
+			seen[in.ID] = true
+			t.obs.Instances = append(t.obs.Instances, in)
+			t.obs.Launching++
+		}
+	}
+	slices.Sort(op.Instances)
+	op.Instances = slices.Compact(op.Instances)
+	if spot {
+		slices.Sort(op.SpotInstances)
+		op.SpotInstances = slices.Compact(op.SpotInstances)
+	}
 }
